@@ -1,0 +1,24 @@
+"""Shared fixtures: the real videos in ../shared/data/videos and a scratch folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_VIDEOS = REPO.parent / "shared" / "data" / "videos"
+
+
+@pytest.fixture(scope="session")
+def shared_videos() -> Path:
+    """The folder of real test videos (01_dog.mp4 … bedroom.mp4), read in place."""
+    if not SHARED_VIDEOS.is_dir():
+        pytest.fail(f"shared test videos not found at {SHARED_VIDEOS}")
+    return SHARED_VIDEOS
+
+
+@pytest.fixture(scope="session")
+def bedroom_video(shared_videos: Path) -> Path:
+    """bedroom.mp4: H.264, 960x540, 200 frames."""
+    return shared_videos / "bedroom.mp4"
