@@ -70,3 +70,24 @@ class CancelledError(MattingError):
     code = "CANCELLED"
     http_status = 409
     exit_code = 130
+
+
+class SessionBusyError(MattingError):
+    """The session is propagating; prompts change only after it ends or is cancelled."""
+
+    code = "SESSION_BUSY"
+    http_status = 409
+
+
+class LimitExceededError(InvalidInputError):
+    """An input is over a configured limit (bytes, duration, resolution, frames, fps)."""
+
+    code = "LIMIT_EXCEEDED"
+    http_status = 413
+
+
+class BusyError(MattingError):
+    """No capacity right now (the live-session cap is reached); try again later."""
+
+    code = "BUSY"
+    http_status = 503

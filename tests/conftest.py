@@ -22,3 +22,11 @@ def shared_videos() -> Path:
 def bedroom_video(shared_videos: Path) -> Path:
     """bedroom.mp4: H.264, 960x540, 200 frames."""
     return shared_videos / "bedroom.mp4"
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The tiny RANDOM-weight SAM 2.1 model (config + official-format checkpoint), seed 0."""
+    from sam2_matting.tiny import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-model"), seed=0)

@@ -15,15 +15,18 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 
 from sam2_matting import __version__
 from sam2_matting.errors import MattingError
 
+PLUGIN_GROUP = "sam2_matting.commands"
 # Subcommand modules, each with ``register(subparsers)``.
 SUBCOMMANDS = (
     "sam2_matting.cli.download",
     "sam2_matting.cli.dev",
     "sam2_matting.cli.adapter",
+    "sam2_matting.cli.matte",
 )
 
 
@@ -36,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(name).register(sub)
+    # Commands of other installed packages (the web service registers `serve` this way, so
+    # this package never imports the server).
+    for entry in sorted(entry_points(group=PLUGIN_GROUP), key=lambda e: e.name):
+        entry.load()(sub)
     return parser
 
 

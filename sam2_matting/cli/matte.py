@@ -1,0 +1,230 @@
+"""Offline matting: prompts on the command line, files an editor can use, no server.
+
+    sam2-matting matte clip.mp4 --point 640,360 --format prores --out out/clip
+    sam2-matting matte clip.mp4 --frame 10 --object 1 --point 0.5,0.4 --normalized \\
+        --object 2 --box 100,80,400,600 --format webm,alpha --background "#00ff00"
+    sam2-matting matte frames/ --mask first_frame_mask.png --format png-zip --out matte.zip
+
+Prompts belong to the latest ``--object`` (default 1) and ``--frame`` (default 0) before them.
+``--point X,Y[,LABEL]`` (label 1 positive, 0 negative), ``--box X0,Y0,X1,Y1`` and ``--mask PNG``
+(white = inside) are in pixels, or fractions of the frame with ``--normalized``. Several objects
+are exported as one matte (their union) unless ``--export-object`` picks some. With several
+formats ``--out`` is a base name and each format adds its extension. The model options are the
+ones of ``serve``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sam2_matting.errors import InvalidInputError
+
+DEFAULT_FORMAT = "prores"
+
+
+@dataclass
+class Prompt:
+    kind: str  # point | box | mask
+    value: str
+    object_id: int
+    frame: int
+
+
+class _PromptAction(argparse.Action):
+    """Records a prompt together with the --object and --frame in force when it was given."""
+
+    def __call__(self, parser: Any, ns: argparse.Namespace, value: Any, opt: Any = None) -> None:
+        prompts = list(getattr(ns, "prompts", None) or [])
+        prompts.append(Prompt(self.dest, str(value), ns.current_object, ns.current_frame))
+        ns.prompts = prompts
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "matte",
+        help="matte a video offline and write files an editor can use",
+        description=__doc__.split("\n\n", 2)[2] if __doc__ else None,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("input", help="video file (mp4, mov, webm, mkv, ...) or a folder of frames")
+    p.add_argument("--frame", dest="current_frame", type=int, default=0, help="prompt frame")
+    p.add_argument("--object", dest="current_object", type=int, default=1, help="object id")
+    p.add_argument("--point", dest="point", action=_PromptAction, help="X,Y[,LABEL]")
+    p.add_argument("--box", dest="box", action=_PromptAction, help="X0,Y0,X1,Y1")
+    p.add_argument("--mask", dest="mask", action=_PromptAction, help="mask PNG, white inside")
+    p.add_argument("--normalized", action="store_true", help="coordinates are fractions [0,1]")
+    p.add_argument("--format", default=DEFAULT_FORMAT, help="one or several, comma-separated")
+    p.add_argument("--out", help="output path (default: next to the input)")
+    p.add_argument("--background", help="composite background: colour, image or video")
+    p.add_argument("--premultiplied", action="store_true", help="premultiplied alpha")
+    p.add_argument("--export-object", type=int, action="append", help="objects to export")
+    p.add_argument("--direction", default="both", choices=("forward", "backward", "both"))
+    p.add_argument("--max-frames", type=int, help="frames to propagate in each direction")
+    model = p.add_argument_group("model")
+    model.add_argument("--model", default="large", help="size: tiny, small, base_plus, large")
+    model.add_argument("--config", help="SAM 2 config name or YAML (with --checkpoint)")
+    model.add_argument("--checkpoint", help="checkpoint file")
+    model.add_argument("--checkpoint-dir", help="where downloaded checkpoints are")
+    model.add_argument("--adapter", help="LoRA matting adapter folder")
+    model.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
+    model.add_argument("--dtype", help="autocast dtype, e.g. bfloat16")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(handler=run, prompts=[])
+
+
+def run(args: argparse.Namespace) -> int:
+    from sam2_matting.export import get_format
+
+    formats = [get_format(f.strip()) for f in str(args.format).split(",") if f.strip()]
+    if not formats:
+        raise InvalidInputError("--format needs at least one format")
+    if not args.prompts:
+        raise InvalidInputError("give at least one --point, --box or --mask")
+    source = Path(args.input)
+    outputs = _output_paths(source, args.out, formats)
+    predictor = _predictor(args)
+    with predictor.open(source) as session:
+        for prompt in args.prompts:
+            _apply(session, prompt, args.normalized)
+        wanted = args.export_object or list(session.object_ids)
+        missing = set(wanted) - set(session.object_ids)
+        if missing:
+            raise InvalidInputError(f"--export-object {sorted(missing)} has no prompt")
+        mattes = _propagate(session, args, wanted)
+    for fmt, out in zip(formats, outputs, strict=True):
+        _write(source, mattes, fmt, out, args)
+        print(f"wrote {out}")
+    return 0
+
+
+def _predictor(args: argparse.Namespace) -> Any:
+    from sam2_matting.predictor import build_matting_predictor
+
+    if args.config and not args.checkpoint:
+        raise InvalidInputError("--config needs --checkpoint")
+    return build_matting_predictor(
+        args.config or args.model,
+        args.checkpoint,
+        args.adapter,
+        device=args.device,
+        dtype=args.dtype,
+        checkpoint_dir=args.checkpoint_dir,
+    )
+
+
+def _numbers(text: str, count: tuple[int, ...], what: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise InvalidInputError(f"{what} {text!r}: expected comma-separated numbers") from None
+    if len(values) not in count:
+        raise InvalidInputError(f"{what} {text!r}: expected {' or '.join(map(str, count))} numbers")
+    return values
+
+
+def _apply(session: Any, prompt: Prompt, normalized: bool) -> None:
+    if prompt.kind == "point":
+        v = _numbers(prompt.value, (2, 3), "--point")
+        label = int(v[2]) if len(v) == 3 else 1
+        session.add_points(
+            prompt.frame,
+            prompt.object_id,
+            [v[:2]],
+            [label],
+            normalized=normalized,
+            clear_old_points=False,
+        )
+    elif prompt.kind == "box":
+        box = _numbers(prompt.value, (4,), "--box")
+        session.add_box(prompt.frame, prompt.object_id, box, normalized=normalized)
+    else:
+        session.add_mask(prompt.frame, prompt.object_id, _read_mask(prompt.value, session))
+
+
+def _read_mask(path: str, session: Any) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            mask = np.asarray(image.convert("L"))
+    except (OSError, UnidentifiedImageError) as err:
+        raise InvalidInputError(f"--mask {path}: not a readable image ({err})") from None
+    if mask.shape != (session.height, session.width):
+        raise InvalidInputError(
+            f"--mask {path} is {mask.shape[1]}x{mask.shape[0]}, "
+            f"the video is {session.width}x{session.height}"
+        )
+    return mask
+
+
+def _propagate(session: Any, args: argparse.Namespace, wanted: list[int]) -> dict[int, dict]:
+    """Propagate and keep each frame's union matte, encoded (memory stays small)."""
+    from tqdm import tqdm
+
+    from sam2_matting.codec import encode_matte
+
+    mattes: dict[int, dict] = {}
+    started = time.perf_counter()
+    frames = session.propagate(direction=args.direction, max_frames=args.max_frames)
+    with tqdm(
+        total=session.frame_count if args.max_frames is None else None,
+        unit="frame",
+        desc="matting",
+        disable=args.no_progress,
+    ) as bar:
+        for result in frames:
+            picked = [result.alpha(o) for o in wanted if o in result.object_ids]
+            union = np.maximum.reduce(picked) if picked else np.zeros_like(result.alphas[0])
+            mattes[result.frame_index] = encode_matte(union)
+            bar.update(1)
+    if not args.no_progress:
+        elapsed = time.perf_counter() - started
+        print(f"matted {len(mattes)} frames in {elapsed:.1f} s ({len(mattes) / elapsed:.2f} fps)")
+    return mattes
+
+
+def _write(source: Path, mattes: dict[int, dict], fmt: Any, out: Path, args: Any) -> None:
+    from tqdm import tqdm
+
+    from sam2_matting.codec import decode_matte
+    from sam2_matting.export import export_video
+
+    def ordered() -> Any:
+        for frame in sorted(mattes):
+            yield frame, decode_matte(mattes[frame])
+
+    with tqdm(unit="frame", desc=f"writing {fmt.name}", disable=args.no_progress) as bar:
+
+        def progress(done: int, total: int) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        export_video(
+            source,
+            ordered(),
+            out,
+            fmt,
+            background=args.background if fmt.name == "composite" else None,
+            premultiplied=args.premultiplied,
+            progress=progress,
+        )
+
+
+def _output_paths(source: Path, out: str | None, formats: list[Any]) -> list[Path]:
+    base = Path(out) if out else source.with_name(source.stem + "_matte")
+    if len(formats) == 1:
+        fmt = formats[0]
+        if fmt.extension and base.suffix.lower() == fmt.extension:
+            return [base]
+        return [base.with_name(base.name + fmt.extension)]
+    paths = [base.with_name(f"{base.name}_{f.name}{f.extension}") for f in formats]
+    if len(set(paths)) != len(paths):
+        raise InvalidInputError("--format lists a format twice")
+    return paths

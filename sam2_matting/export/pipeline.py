@@ -1,0 +1,359 @@
+"""``export_video``: the source video and its mattes in, one export format out.
+
+    from sam2_matting.export import export_video
+
+    def mattes():                                  # (frame_index, uint8 H x W) in order
+        for result in session.propagate(direction="forward"):
+            yield result.frame_index, result.alphas.max(axis=0)   # merge objects as you like
+    export_video("clip.mp4", mattes(), "clip.mov", "prores", progress=print)
+
+What it does, frame by frame: demux the source with PyAV, decode each video frame to RGB
+(rotation metadata applied with ``frame.rotation``, so frames and mattes are in display
+orientation), take the matte for that frame index, hand both to the format's writer; audio
+packets go to the writer as they are demuxed (copied or re-encoded, see
+:mod:`~sam2_matting.export.video_writer`). Nothing is kept from frame to frame, so memory does
+not grow with the video's length, and ``mattes`` is consumed lazily (a generator is fine).
+
+Frame ``i`` is the ``i``-th frame the decoder outputs, i.e. the ``i``-th in presentation order,
+as in :class:`~sam2_matting.video.VideoSource`. A frame without a matte is fully transparent
+(alpha 0): cut out in the alpha formats, background only in ``composite``, black in
+``foreground``. A source that is a folder of JPEG/PNG frames is read with
+:func:`~sam2_matting.video.open_video`; it has no audio and plays at ``fps`` (default 30).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Protocol
+
+import av
+import numpy as np
+
+from sam2_matting.errors import CancelledError, FrameIndexError, InvalidInputError, VideoError
+from sam2_matting.export.background import BackgroundSpec, BackgroundSpecLike, parse_background
+from sam2_matting.export.formats import ExportFormat, get_format
+from sam2_matting.export.video_writer import VideoWriter
+from sam2_matting.export.writers import ExportWriter, PngSequenceWriter, PngZipWriter
+from sam2_matting.video import open_video, rotate_frame
+
+__all__ = ["Cancellable", "MattesLike", "ProgressCallback", "export_video", "open_writer"]
+
+DEFAULT_FOLDER_FPS = Fraction(30)
+MAX_FPS = 1000
+
+
+class Cancellable(Protocol):
+    """Anything with a boolean ``cancelled`` (e.g. :class:`sam2_matting.CancelToken`)."""
+
+    @property
+    def cancelled(self) -> bool: ...
+
+
+MattesLike = Iterable[tuple[int, np.ndarray]] | Mapping[int, np.ndarray]
+ProgressCallback = Callable[[int, int], object]
+
+
+def open_writer(
+    fmt: str | ExportFormat,
+    out_path: str | Path,
+    width: int,
+    height: int,
+    *,
+    fps: float | Fraction = 30,
+    time_base: Fraction | None = None,
+    premultiplied: bool = False,
+    background: BackgroundSpecLike | BackgroundSpec = None,
+    audio: Any = None,
+) -> ExportWriter:
+    """A streaming writer for ``fmt`` (see :mod:`~sam2_matting.export.writers`).
+
+    ``width``/``height`` are the size of the frames you will :meth:`~ExportWriter.write`;
+    ``fps`` the frame rate; ``time_base`` the unit of the pts you pass (default ``1/fps``);
+    ``premultiplied`` for the formats that take it; ``background`` for ``composite`` only;
+    ``audio`` an ``av.AudioStream`` of an open input whose packets you pass to
+    :meth:`~ExportWriter.write_audio` (ignored by the PNG formats).
+    """
+    spec = get_format(fmt)
+    _check_options(spec, premultiplied, background)
+    if spec.name == "png":
+        return PngSequenceWriter(spec, out_path, width, height, premultiplied=premultiplied)
+    if spec.name == "png-zip":
+        return PngZipWriter(spec, out_path, width, height, premultiplied=premultiplied)
+    bg = parse_background(background) if spec.name == "composite" else None
+    return VideoWriter(
+        spec,
+        out_path,
+        width,
+        height,
+        rate=_parse_fps(fps),
+        time_base=time_base,
+        premultiplied=premultiplied,
+        background=bg,
+        audio=audio,
+    )
+
+
+def export_video(
+    source_path: str | Path,
+    mattes: MattesLike,
+    out_path: str | Path,
+    fmt: str | ExportFormat,
+    *,
+    background: BackgroundSpecLike | BackgroundSpec = None,
+    premultiplied: bool = False,
+    fps: float | Fraction | None = None,
+    audio: bool = True,
+    cancel: Cancellable | threading.Event | None = None,
+    progress: ProgressCallback | None = None,
+) -> Path:
+    """Write ``source_path`` with its ``mattes`` as ``fmt`` to ``out_path``; returns the path.
+
+    ``mattes``: ``(frame_index, alpha)`` pairs in increasing frame order (or a mapping from
+    frame index to alpha), alpha (H, W) uint8 (bool is taken as 0/255) at the video's display
+    size; frames without one get alpha 0. ``fmt``: a name in
+    :data:`~sam2_matting.export.EXPORT_FORMATS`. ``background`` (``composite`` only): a colour,
+    an image or a video file (see :mod:`~sam2_matting.export.background`); default green.
+    ``premultiplied``: colour multiplied by alpha (png, png-zip, prores, webm, foreground);
+    the default is straight alpha. ``fps``: None keeps the source's timestamps (variable rate
+    included) and audio; a number re-times the frames to that constant rate from 0 and, since
+    the source audio would no longer match, leaves the audio out. ``audio=False`` leaves it
+    out too. ``cancel``: checked before every frame (``.cancelled`` or, for a
+    ``threading.Event``, ``.is_set()``). ``progress(done, total)``: called after every frame,
+    ``total`` being the source's frame count.
+
+    The output is written under a temporary name and renamed onto ``out_path`` at the end; on
+    cancel (:class:`~sam2_matting.errors.CancelledError`) or any error the temporary output is
+    deleted and ``out_path`` is left as it was. Raises InvalidInputError for a bad argument or
+    matte, FrameIndexError for a matte past the last frame, VideoError for a source that
+    cannot be read or an encoding failure.
+    """
+    spec = get_format(fmt)
+    _check_options(spec, premultiplied, background)
+    bg = parse_background(background) if spec.name == "composite" else None
+    rate = _parse_fps(fps) if fps is not None else None
+    source = Path(source_path)
+    if not source.exists():
+        raise VideoError(f"{source} does not exist")
+    reader: _Reader = (
+        _FolderReader(source, rate or DEFAULT_FOLDER_FPS)
+        if source.is_dir()
+        else _FileReader(source, audio and spec.audio and rate is None)
+    )
+    matte_stream = _MatteStream(mattes)
+    writer: ExportWriter | None = None
+    pending_audio: list[Any] = []
+    done = 0
+    try:
+        total = reader.frame_count
+        for rgb, pts, packet in reader.events():
+            if packet is not None:  # audio, before the writer exists only at the very start
+                if writer is None:
+                    pending_audio.append(packet)
+                else:
+                    writer.write_audio(packet)
+                continue
+            if _is_cancelled(cancel):
+                raise CancelledError("export cancelled")
+            assert rgb is not None
+            height, width = rgb.shape[:2]
+            if writer is None:
+                writer = open_writer(
+                    spec,
+                    out_path,
+                    width,
+                    height,
+                    fps=rate or reader.rate,
+                    time_base=None if rate else reader.time_base,
+                    premultiplied=premultiplied,
+                    background=bg,
+                    audio=reader.audio_stream,
+                )
+                for queued in pending_audio:
+                    writer.write_audio(queued)
+                pending_audio.clear()
+            alpha = matte_stream.alpha_for(done, height, width)
+            writer.write(rgb, alpha, index=done, pts=None if rate else pts)
+            done += 1
+            if progress is not None:
+                progress(done, max(total, done))
+        if writer is None:
+            raise VideoError(f"{source.name}: no video frames")
+        matte_stream.finish(done)
+        if _is_cancelled(cancel):
+            raise CancelledError("export cancelled")
+        return writer.close()
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    finally:
+        reader.close()
+
+
+def _check_options(
+    spec: ExportFormat, premultiplied: bool, background: BackgroundSpecLike | BackgroundSpec
+) -> None:
+    if premultiplied and not spec.premultipliable:
+        raise InvalidInputError(f"premultiplied does not apply to the {spec.name} format")
+    if background is not None and spec.name != "composite":
+        raise InvalidInputError(f"a background applies to composite only, not {spec.name}")
+
+
+def _parse_fps(fps: float | Fraction) -> Fraction:
+    """``fps`` as a Fraction (floats to the nearest ratio with denominator <= 1001)."""
+    if isinstance(fps, bool) or not isinstance(fps, int | float | Fraction):
+        raise InvalidInputError(f"fps must be a number, got {fps!r}")
+    if not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
+        raise InvalidInputError(f"fps must be in (0, {MAX_FPS}], got {fps!r}")
+    return fps if isinstance(fps, Fraction) else Fraction(fps).limit_denominator(1001)
+
+
+def _is_cancelled(cancel: Cancellable | threading.Event | None) -> bool:
+    if cancel is None:
+        return False
+    if isinstance(cancel, threading.Event):
+        return cancel.is_set()
+    return bool(cancel.cancelled)
+
+
+class _MatteStream:
+    """Pulls ``(index, alpha)`` pairs lazily and answers the alpha of each frame in turn."""
+
+    def __init__(self, mattes: MattesLike) -> None:
+        pairs = (
+            sorted(mattes.items(), key=lambda item: item[0])
+            if isinstance(mattes, Mapping)
+            else mattes
+        )
+        self._iter: Iterator[tuple[int, np.ndarray]] = iter(pairs)
+        self._pending: tuple[int, Any] | None = None
+        self._last = -1
+        self._zeros: np.ndarray | None = None
+
+    def _pull(self) -> tuple[int, Any] | None:
+        if self._pending is None:
+            item = next(self._iter, None)
+            if item is None:
+                return None
+            try:
+                index, alpha = item
+            except (TypeError, ValueError):
+                raise InvalidInputError("mattes must be (frame_index, alpha) pairs") from None
+            if isinstance(index, bool) or not isinstance(index, int | np.integer):
+                raise InvalidInputError(f"matte frame index must be an integer, got {index!r}")
+            if index <= self._last:
+                raise InvalidInputError(
+                    f"mattes must be in increasing frame order: {index} after {self._last}"
+                )
+            self._last = int(index)
+            self._pending = (int(index), alpha)
+        return self._pending
+
+    def alpha_for(self, index: int, height: int, width: int) -> np.ndarray:
+        """The matte of frame ``index`` (called with 0, 1, 2, ...), or zeros if it has none."""
+        pending = self._pull()
+        if pending is None or pending[0] > index:
+            if self._zeros is None or self._zeros.shape != (height, width):
+                self._zeros = np.zeros((height, width), np.uint8)
+            return self._zeros
+        self._pending = None
+        alpha = np.asarray(pending[1])
+        if alpha.dtype == np.bool_:
+            alpha = alpha.astype(np.uint8) * np.uint8(255)
+        if alpha.dtype != np.uint8 or alpha.shape != (height, width):
+            raise InvalidInputError(
+                f"matte of frame {index} must be uint8 ({height}, {width}), "
+                f"got {alpha.dtype} {alpha.shape}"
+            )
+        return alpha
+
+    def finish(self, frame_count: int) -> None:
+        """Raise FrameIndexError if a matte is left for a frame the video does not have."""
+        pending = self._pull()
+        if pending is not None:
+            raise FrameIndexError(
+                f"matte for frame {pending[0]}, but the video has {frame_count} frames"
+            )
+
+
+class _Reader:
+    """The source: frames (RGB, pts) and audio packets in demux order."""
+
+    rate: Fraction
+    time_base: Fraction | None = None
+    audio_stream: Any = None
+    frame_count: int
+
+    def events(self) -> Iterator[tuple[np.ndarray | None, int | None, Any]]:
+        """``(rgb, pts, None)`` per frame, ``(None, None, packet)`` per audio packet."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+
+class _FileReader(_Reader):
+    def __init__(self, path: Path, with_audio: bool) -> None:
+        self._path = path
+        try:
+            self._container: Any = av.open(str(path))
+        except av.FFmpegError as err:
+            raise VideoError(f"{path.name}: cannot open video ({err})") from None
+        try:
+            if not self._container.streams.video:
+                raise VideoError(f"{path.name} has no video stream")
+            self._video = self._container.streams.video[0]
+            self._video.thread_type = "AUTO"
+            audio = self._container.streams.audio
+            self.audio_stream = audio[0] if with_audio and audio else None
+            rate = self._video.average_rate or self._video.guessed_rate or Fraction(30)
+            self.rate = Fraction(rate)
+            self.time_base = self._video.time_base or 1 / self.rate
+            self.frame_count = self._video.frames or self._count_frames()
+        except BaseException:
+            self.close()
+            raise
+        self._step = max(1, round(1 / (self.rate * self.time_base)))
+
+    def _count_frames(self) -> int:
+        with av.open(str(self._path)) as container:
+            return sum(1 for p in container.demux(video=0) if p.size)
+
+    def events(self) -> Iterator[tuple[np.ndarray | None, int | None, Any]]:
+        streams = [self._video] + ([self.audio_stream] if self.audio_stream is not None else [])
+        last: int | None = None
+        try:
+            for packet in self._container.demux(streams):
+                if packet.stream.type == "audio":
+                    yield None, None, packet
+                    continue
+                for frame in packet.decode():
+                    pts = frame.pts
+                    if pts is None or (last is not None and pts <= last):
+                        pts = 0 if last is None else last + self._step
+                    last = pts
+                    rgb = rotate_frame(frame.to_ndarray(format="rgb24"), frame.rotation)
+                    yield rgb, pts, None
+        except av.FFmpegError as err:
+            raise VideoError(f"{self._path.name}: cannot decode ({err})") from None
+
+    def close(self) -> None:
+        self._container.close()
+
+
+class _FolderReader(_Reader):
+    def __init__(self, path: Path, rate: Fraction) -> None:
+        self._source = open_video(path)
+        self.rate = rate
+        self.frame_count = self._source.frame_count
+
+    def events(self) -> Iterator[tuple[np.ndarray | None, int | None, Any]]:
+        for rgb in self._source.iter_frames():
+            yield rgb, None, None
+
+    def close(self) -> None:
+        self._source.close()

@@ -1,0 +1,228 @@
+"""The matting predictor: a loaded SAM 2 model (with a merged matting adapter) and its sessions.
+
+    from sam2_matting import build_matting_predictor
+    predictor = build_matting_predictor("large", adapter="adapters/matting")
+    with predictor.open("clip.mp4") as session:
+        session.add_points(0, object_id=1, points=[[640, 360]], labels=[1])
+        for result in session.propagate(direction="both"):
+            result.alphas      # uint8 (objects, H, W) at the video's resolution
+
+Without an adapter the predictor gives base SAM 2's soft output (sigmoid of its mask logits),
+the baseline every adapter is compared against.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Generator, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from sam2_matting.errors import CheckpointError, InvalidInputError
+from sam2_matting.model import build_sam2_model, resolve_device
+
+if TYPE_CHECKING:
+    from sam2_matting.session import MattingSession
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+}
+
+
+def _quiet_sam2_progress_bars() -> None:
+    """SAM 2's propagate_in_video draws a tqdm bar on stderr; a service must not."""
+    import sam2.sam2_video_predictor as svp
+
+    def passthrough(iterable: Any, *args: Any, **kwargs: Any) -> Any:
+        return iterable
+
+    svp.tqdm = passthrough
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    """``None``: bf16 autocast on CUDA, fp32 elsewhere (bf16 on CPU is opt-in)."""
+    if dtype is None:
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    try:
+        return _DTYPES[str(dtype).lower()]
+    except KeyError:
+        raise InvalidInputError(
+            f"unknown dtype {dtype!r}; use one of {', '.join(sorted(_DTYPES))}"
+        ) from None
+
+
+class FairLock:
+    """A first-come, first-served lock: waiting threads get it in arrival order.
+
+    Every model step of every session takes it, so two streams share the model frame by frame
+    instead of one starving the other (``threading.Lock`` makes no ordering promise).
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition(threading.Lock())
+        self._next_ticket = 0
+        self._serving = 0
+        self._owner: int | None = None
+        self._depth = 0
+
+    def acquire(self) -> None:
+        me = threading.get_ident()
+        with self._cond:
+            if self._owner == me:  # re-entrant for nested calls on one thread
+                self._depth += 1
+                return
+            ticket = self._next_ticket
+            self._next_ticket += 1
+            while ticket != self._serving:
+                self._cond.wait()
+            self._owner, self._depth = me, 1
+
+    def release(self) -> None:
+        with self._cond:
+            self._depth -= 1
+            if self._depth == 0:
+                self._owner = None
+                self._serving += 1
+                self._cond.notify_all()
+
+    def __enter__(self) -> FairLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+class MattingPredictor:
+    """Owns one loaded SAM 2 model; opens :class:`MattingSession` objects on videos."""
+
+    def __init__(self, model: Any, *, dtype: torch.dtype = torch.float32) -> None:
+        self.model = model
+        self.device: torch.device = model.device
+        self.dtype = dtype
+        self.image_size: int = int(model.image_size)
+        self.model_lock = FairLock()
+        _quiet_sam2_progress_bars()
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """The autocast context every model call runs under (a no-op for fp32)."""
+        if self.dtype == torch.float32:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.dtype)
+
+    def open(self, video: Any, **options: Any) -> MattingSession:
+        """Open a session on a video path, a frame folder or an open ``VideoSource``.
+
+        ``options`` go to :class:`MattingSession` (``cache_size``, ``memory_window``,
+        ``offload_state_to_cpu``, ``max_objects``).
+        """
+        from sam2_matting.session import MattingSession
+
+        return MattingSession(self, video, **options)
+
+
+def build_matting_predictor(
+    model: str | Path = "large",
+    checkpoint: str | Path | None = None,
+    adapter: str | Path | None = None,
+    *,
+    device: str | torch.device = "auto",
+    dtype: str | torch.dtype | None = None,
+    checkpoint_dir: str | Path | None = None,
+    hole_filling: bool = True,
+    vos_optimized: bool = False,
+) -> MattingPredictor:
+    """Load SAM 2 (and merge a matting adapter) once; the one entry point for inference.
+
+    ``model`` is a size (tiny, small, base_plus, large), a SAM 2 config name or a YAML file.
+    For a size, ``checkpoint`` defaults to the downloaded file in ``checkpoint_dir``. A config
+    without a checkpoint is refused: random weights are never served by accident.
+    """
+    from sam2_matting.errors import NotFoundError
+    from sam2_matting.registry import checkpoint_path, default_checkpoint_dir, get_model_spec
+
+    if checkpoint is None:
+        try:
+            spec = get_model_spec(str(model))
+        except NotFoundError:
+            raise CheckpointError(
+                f"no checkpoint given for config {model}; pass --checkpoint PATH"
+            ) from None
+        ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else default_checkpoint_dir()
+        checkpoint = checkpoint_path(spec, ckpt_dir)
+        if not Path(checkpoint).is_file():
+            raise CheckpointError(
+                f"no checkpoint for model '{spec.name}' at {checkpoint}; "
+                f"get it with `sam2-matting download {spec.name}`"
+            )
+    dev = resolve_device(device)
+    sam = build_sam2_model(
+        model,
+        checkpoint,
+        device="cpu",
+        hole_filling=hole_filling,
+        vos_optimized=vos_optimized,
+    )
+    if adapter is not None:
+        from sam2_matting.lora import merge_adapter
+
+        sam = merge_adapter(sam, adapter)
+    sam = sam.to(dev)
+    sam.eval()
+    return MattingPredictor(sam, dtype=resolve_dtype(dtype, dev))
+
+
+class CancelToken:
+    """A thread-safe flag a propagation checks between frames."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        self._event.set()
+
+    def reset(self) -> None:
+        self._event.clear()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+
+def logits_to_alpha(logits: torch.Tensor) -> torch.Tensor:
+    """SAM 2 mask logits (objects, 1, H, W) -> uint8 alpha (objects, H, W), rounded."""
+    alpha = torch.sigmoid(logits.float()[:, 0]) * 255.0
+    return alpha.round_().to(torch.uint8)
+
+
+def iter_with_context(
+    gen: Generator[Any, None, None], context: Any, cancel: CancelToken | None = None
+) -> Iterator[Any]:
+    """Step ``gen`` inside ``context()`` each time, yielding outside it.
+
+    Autocast and inference-mode state is thread-local: holding it across a ``yield`` would
+    leak it into the consumer's code, so each step enters and leaves the context.
+    """
+    while True:
+        if cancel is not None and cancel.cancelled:
+            gen.close()
+            return
+        with context():
+            try:
+                item = next(gen)
+            except StopIteration:
+                return
+        yield item

@@ -1,0 +1,450 @@
+"""A matting session: one video, its prompts and SAM 2's tracking state, owned in one object.
+
+Use :meth:`sam2_matting.predictor.MattingPredictor.open` to make one. Verbs follow SAM 2's:
+``add_points``, ``add_box``, ``add_mask``, ``clear_points_in_frame``, ``clear_points_in_video``,
+``remove_object``, ``propagate``. Every result is a :class:`FrameMattes` holding uint8 alpha
+mattes at the video's resolution. Frames are decoded lazily, so memory does not grow with the
+video's length; tracking memory older than ``memory_window`` frames is released as it goes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+import torch
+
+from sam2_matting.errors import (
+    FrameIndexError,
+    InvalidInputError,
+    NotFoundError,
+    SessionBusyError,
+)
+from sam2_matting.predictor import CancelToken, iter_with_context, logits_to_alpha
+from sam2_matting.sam_frames import SamFrames
+from sam2_matting.video import VideoSource, open_video
+
+if TYPE_CHECKING:
+    from sam2_matting.predictor import MattingPredictor
+
+Direction = Literal["forward", "backward", "both"]
+DIRECTIONS: tuple[str, ...] = ("forward", "backward", "both")
+MAX_OBJECT_ID = 1_000_000
+MAX_POINTS = 1_000
+
+
+@dataclass(frozen=True)
+class FrameMattes:
+    """The mattes of every object on one frame: ``alphas[i]`` belongs to ``object_ids[i]``."""
+
+    frame_index: int
+    object_ids: tuple[int, ...]
+    alphas: np.ndarray  # uint8, (objects, H, W)
+
+    def alpha(self, object_id: int) -> np.ndarray:
+        try:
+            return self.alphas[self.object_ids.index(object_id)]
+        except ValueError:
+            raise NotFoundError(f"object {object_id} is not on frame {self.frame_index}") from None
+
+
+class MattingSession:
+    """One video being matted. Thread-safe: every call holds the session's lock."""
+
+    def __init__(
+        self,
+        predictor: MattingPredictor,
+        video: str | Path | VideoSource,
+        *,
+        cache_size: int = 8,
+        memory_window: int | None = None,
+        offload_state_to_cpu: bool = False,
+        max_objects: int = 16,
+    ) -> None:
+        self.predictor = predictor
+        self.model = predictor.model
+        self.source: VideoSource = video if isinstance(video, VideoSource) else open_video(video)
+        self.max_objects = max_objects
+        self._lock = threading.RLock()
+        self._propagating = False
+        self._cancel = CancelToken()
+        # SAM 2 reads at most num_maskmem frames of mask memory (with a stride) and
+        # max_obj_ptrs_in_encoder frames of object pointers: older outputs are never read again.
+        needed = max(
+            int(self.model.num_maskmem) * int(self.model.memory_temporal_stride_for_eval),
+            int(self.model.max_obj_ptrs_in_encoder),
+        )
+        self.memory_window = max(needed, memory_window or 0) + 1
+        frames = SamFrames(self.source, predictor.image_size, cache_size=cache_size)
+        with self._model_context():
+            self.state: dict[str, Any] = self._init_state(frames, offload_state_to_cpu)
+
+    # -- properties ----------------------------------------------------------------------
+    @property
+    def frame_count(self) -> int:
+        return int(self.source.frame_count)
+
+    @property
+    def fps(self) -> float:
+        return float(self.source.fps)
+
+    @property
+    def width(self) -> int:
+        return int(self.source.width)
+
+    @property
+    def height(self) -> int:
+        return int(self.source.height)
+
+    @property
+    def object_ids(self) -> tuple[int, ...]:
+        return tuple(int(i) for i in self.state["obj_ids"])
+
+    @property
+    def is_propagating(self) -> bool:
+        return self._propagating
+
+    def prompted_frames(self) -> dict[int, list[int]]:
+        """Object id -> sorted frames holding its points or mask."""
+        out: dict[int, list[int]] = {}
+        for obj_id in self.object_ids:
+            idx = self.state["obj_id_to_idx"][obj_id]
+            frames = set(self.state["point_inputs_per_obj"][idx])
+            frames |= set(self.state["mask_inputs_per_obj"][idx])
+            out[obj_id] = sorted(frames)
+        return out
+
+    def tracked_frames(self) -> list[int]:
+        """Frames every object has a result for since the prompts last changed."""
+        per_obj = [set(v) for v in self.state["frames_tracked_per_obj"].values()]
+        return sorted(set.intersection(*per_obj)) if per_obj else []
+
+    def frame(self, index: int) -> np.ndarray:
+        """The RGB frame ``index`` (H, W, 3) uint8."""
+        self._check_frame(index)
+        return self.source.get_frame(index)
+
+    # -- prompts ---------------------------------------------------------------------------
+    def add_points(
+        self,
+        frame_index: int,
+        object_id: int,
+        points: Sequence[Sequence[float]] | np.ndarray,
+        labels: Sequence[int] | np.ndarray,
+        *,
+        normalized: bool = False,
+        clear_old_points: bool = True,
+    ) -> FrameMattes:
+        """Click ``points`` (x, y) with ``labels`` (1 positive, 0 negative) on a frame.
+
+        Coordinates are pixels, or fractions of width and height with ``normalized=True``.
+        Returns the mattes of every object on that frame.
+        """
+        pts = self._check_points(points, normalized)
+        lab = self._check_labels(labels, len(pts))
+        if len(pts) == 0:
+            raise InvalidInputError("add_points needs at least one point")
+        return self._prompt(
+            frame_index,
+            object_id,
+            lambda: self.model.add_new_points_or_box(
+                self.state,
+                frame_idx=frame_index,
+                obj_id=object_id,
+                points=pts,
+                labels=lab,
+                clear_old_points=clear_old_points,
+                normalize_coords=False,
+            ),
+        )
+
+    def add_box(
+        self,
+        frame_index: int,
+        object_id: int,
+        box: Sequence[float],
+        *,
+        points: Sequence[Sequence[float]] | None = None,
+        labels: Sequence[int] | None = None,
+        normalized: bool = False,
+    ) -> FrameMattes:
+        """Prompt with a box (x0, y0, x1, y1), optionally plus points; replaces old prompts."""
+        b = self._check_points(np.asarray(box, dtype=np.float64).reshape(-1, 2), normalized)
+        if b.shape != (2, 2) or not (b[0, 0] < b[1, 0] and b[0, 1] < b[1, 1]):
+            raise InvalidInputError("box must be x0,y0,x1,y1 with x0 < x1 and y0 < y1")
+        pts = self._check_points(points if points is not None else [], normalized)
+        lab = self._check_labels(labels if labels is not None else [], len(pts))
+        return self._prompt(
+            frame_index,
+            object_id,
+            lambda: self.model.add_new_points_or_box(
+                self.state,
+                frame_idx=frame_index,
+                obj_id=object_id,
+                points=pts if len(pts) else None,
+                labels=lab if len(pts) else None,
+                box=b.reshape(-1),
+                clear_old_points=True,
+                normalize_coords=False,
+            ),
+        )
+
+    def add_mask(self, frame_index: int, object_id: int, mask: np.ndarray) -> FrameMattes:
+        """Prompt with a mask of the video's size: bool, or uint8 alpha (>= 128 is inside)."""
+        m = np.asarray(mask)
+        if m.ndim != 2 or m.shape != (self.height, self.width):
+            raise InvalidInputError(
+                f"mask must be {self.height}x{self.width} (H x W), "
+                f"got {'x'.join(map(str, m.shape))}"
+            )
+        if m.dtype == np.bool_:
+            binary = m
+        elif m.dtype == np.uint8:
+            binary = m >= 128
+        else:
+            raise InvalidInputError(f"mask must be bool or uint8, got {m.dtype}")
+        tensor = torch.from_numpy(np.ascontiguousarray(binary))
+        return self._prompt(
+            frame_index,
+            object_id,
+            lambda: self.model.add_new_mask(self.state, frame_index, object_id, tensor),
+        )
+
+    def clear_points_in_frame(self, frame_index: int, object_id: int) -> FrameMattes:
+        """Remove the object's prompts on one frame; returns every object's mattes there."""
+        self._check_frame(frame_index)
+        self._check_known(object_id)
+        with self._lock, self._model_context():
+            self._check_idle()
+            out = self.model.clear_all_prompts_in_frame(
+                self.state, frame_index, object_id, need_output=True
+            )
+            return self._result(*out)
+
+    def clear_points_in_video(self) -> None:
+        """Remove every prompt and object (SAM 2's ``reset_state``)."""
+        with self._lock:
+            self._check_idle()
+            self.model.reset_state(self.state)
+
+    def remove_object(self, object_id: int) -> list[FrameMattes]:
+        """Remove an object; returns the recomputed mattes of frames that still hold prompts."""
+        self._check_known(object_id)
+        with self._lock, self._model_context():
+            self._check_idle()
+            obj_ids, updated = self.model.remove_object(
+                self.state, object_id, strict=True, need_output=True
+            )
+            return [self._result(f, obj_ids, masks) for f, masks in updated]
+
+    # -- propagation -----------------------------------------------------------------------
+    def propagate(
+        self,
+        start_frame: int | None = None,
+        *,
+        direction: Direction = "forward",
+        max_frames: int | None = None,
+        cancel: CancelToken | None = None,
+    ) -> Iterator[FrameMattes]:
+        """Track every object through the video; yields one :class:`FrameMattes` per frame.
+
+        ``forward`` runs from ``start_frame`` to the end, ``backward`` to frame 0, ``both``
+        does forward then backward (the start frame is yielded once). ``start_frame``
+        defaults to the first prompted frame (the last one for ``backward``). ``max_frames``
+        bounds the frames processed in each direction. Stops between frames on ``cancel()``.
+        """
+        if direction not in DIRECTIONS:
+            raise InvalidInputError(f"direction must be one of {', '.join(DIRECTIONS)}")
+        if max_frames is not None and (isinstance(max_frames, bool) or max_frames < 1):
+            raise InvalidInputError("max_frames must be a positive integer")
+        prompted = sorted({f for fs in self.prompted_frames().values() for f in fs})
+        if not prompted:
+            raise InvalidInputError("add a point, box or mask before propagating")
+        if start_frame is None:
+            start_frame = prompted[-1] if direction == "backward" else prompted[0]
+        self._check_frame(start_frame)
+        token = cancel or self._cancel
+        return self._propagate(start_frame, direction, max_frames, token)
+
+    def cancel(self) -> None:
+        """Stop a running propagation at its next frame (safe from any thread)."""
+        self._cancel.cancel()
+
+    def _propagate(
+        self, start: int, direction: str, max_frames: int | None, token: CancelToken
+    ) -> Iterator[FrameMattes]:
+        with self._lock:
+            self._check_idle()
+            self._propagating = True
+        if token is self._cancel:
+            token.reset()
+        try:
+            passes = {"forward": [False], "backward": [True], "both": [False, True]}[direction]
+            # SAM 2 counts max_frame_num_to_track from the start frame, inclusive.
+            limit = None if max_frames is None else max_frames - 1
+            for reverse in passes:
+                pass_limit = limit
+                if reverse and start == 0:
+                    if direction == "both":
+                        continue  # the forward pass covered frame 0
+                    # SAM 2 skips a reverse pass from frame 0; the start frame is still due.
+                    reverse, pass_limit = False, 0
+                gen = self.model.propagate_in_video(
+                    self.state,
+                    start_frame_idx=start,
+                    max_frame_num_to_track=pass_limit,
+                    reverse=reverse,
+                )
+                for frame_idx, obj_ids, masks in iter_with_context(
+                    gen, self._locked_model_context, token
+                ):
+                    self._release_old_memory(frame_idx, reverse)
+                    if reverse and direction == "both" and frame_idx == start:
+                        continue  # already yielded by the forward pass
+                    yield self._result(frame_idx, obj_ids, masks)
+                if token.cancelled:
+                    return
+        finally:
+            self._propagating = False
+
+    def _release_old_memory(self, frame_idx: int, reverse: bool) -> None:
+        """Drop non-conditioning outputs SAM 2 will never read again (bounded memory).
+
+        Frames near a prompted frame are kept: a later pass in the other direction reads them.
+        """
+        window = self.memory_window
+        prompted = [f for fs in self.prompted_frames().values() for f in fs]
+        for obj_out in self.state["output_dict_per_obj"].values():
+            store = obj_out["non_cond_frame_outputs"]
+            stale = [
+                t
+                for t in store
+                if (t > frame_idx + window if reverse else t < frame_idx - window)
+                and all(abs(t - p) > window for p in prompted)
+            ]
+            for t in stale:
+                del store[t]
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _init_state(self, frames: SamFrames, offload_state_to_cpu: bool) -> dict[str, Any]:
+        """Run SAM 2's own ``init_state`` on our lazy frames instead of its eager loader."""
+        import sam2.sam2_video_predictor as svp
+
+        def load_lazy_frames(*args: Any, **kwargs: Any) -> tuple[SamFrames, int, int]:
+            return frames, self.height, self.width
+
+        with _LOADER_LOCK:
+            original = svp.load_video_frames
+            svp.load_video_frames = load_lazy_frames
+            try:
+                return dict(
+                    self.model.init_state(
+                        video_path=str(self.source.path),
+                        offload_state_to_cpu=offload_state_to_cpu,
+                    )
+                )
+            finally:
+                svp.load_video_frames = original
+
+    def _prompt(self, frame_index: int, object_id: int, call: Any) -> FrameMattes:
+        self._check_frame(frame_index)
+        self._check_object_id(object_id)
+        with self._lock, self._model_context():
+            self._check_idle()
+            if object_id not in self.object_ids and len(self.object_ids) >= self.max_objects:
+                raise InvalidInputError(f"at most {self.max_objects} objects per session")
+            return self._result(*call())
+
+    def _result(self, frame_idx: int, obj_ids: Sequence[int], masks: torch.Tensor) -> FrameMattes:
+        alphas = logits_to_alpha(masks).cpu().numpy()
+        return FrameMattes(int(frame_idx), tuple(int(i) for i in obj_ids), alphas)
+
+    @contextlib.contextmanager
+    def _model_context(self, *, locked: bool = False) -> Iterator[None]:
+        with contextlib.ExitStack() as stack:
+            if locked:
+                stack.enter_context(self._lock)
+            stack.enter_context(self.predictor.model_lock)
+            stack.enter_context(torch.inference_mode())
+            stack.enter_context(self.predictor.autocast())
+            yield
+
+    def _locked_model_context(self) -> contextlib.AbstractContextManager[None]:
+        return self._model_context(locked=True)
+
+    def _check_idle(self) -> None:
+        if self._propagating:
+            raise SessionBusyError("the session is propagating; cancel it or wait for the end")
+
+    def _check_frame(self, index: int) -> None:
+        if isinstance(index, bool) or not isinstance(index, int | np.integer):
+            raise InvalidInputError(f"frame index must be an integer, got {index!r}")
+        if not 0 <= index < self.frame_count:
+            raise FrameIndexError(
+                f"frame index {index} out of range: the video has {self.frame_count} frames"
+            )
+
+    def _check_object_id(self, object_id: int) -> None:
+        if isinstance(object_id, bool) or not isinstance(object_id, int | np.integer):
+            raise InvalidInputError(f"object id must be an integer, got {object_id!r}")
+        if not 0 <= object_id <= MAX_OBJECT_ID:
+            raise InvalidInputError(f"object id must be in [0, {MAX_OBJECT_ID}], got {object_id}")
+
+    def _check_known(self, object_id: int) -> None:
+        self._check_object_id(object_id)
+        if object_id not in self.object_ids:
+            raise NotFoundError(f"no object {object_id} in this session")
+
+    def _check_points(self, points: Any, normalized: bool) -> np.ndarray:
+        try:
+            arr = np.asarray(points, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InvalidInputError("points must be a list of [x, y] numbers") from None
+        if arr.size == 0:
+            return np.zeros((0, 2), dtype=np.float32)
+        if arr.ndim != 2 or arr.shape[1] != 2:
+            raise InvalidInputError("points must be a list of [x, y] pairs")
+        if len(arr) > MAX_POINTS:
+            raise InvalidInputError(f"at most {MAX_POINTS} points per prompt")
+        if not np.isfinite(arr).all():
+            raise InvalidInputError("points must be finite numbers (no NaN or infinity)")
+        # Model coordinates are always normalised to [0, 1]; allow half a pixel of slack.
+        if not normalized:
+            arr = arr / np.array([self.width, self.height], dtype=np.float64)
+        slack = 0.5 / max(self.width, self.height)
+        if (arr < -slack).any() or (arr > 1 + slack).any():
+            raise InvalidInputError("points must lie inside the frame")
+        return np.clip(arr, 0.0, 1.0).astype(np.float32)
+
+    def _check_labels(self, labels: Any, n: int) -> np.ndarray:
+        try:
+            lab = np.asarray(labels, dtype=np.float64).reshape(-1)
+        except (TypeError, ValueError):
+            raise InvalidInputError("labels must be a list of 0/1") from None
+        if len(lab) != n:
+            raise InvalidInputError(f"got {n} points but {len(lab)} labels")
+        if not np.isin(lab, (0, 1)).all():
+            raise InvalidInputError("labels must be 1 (positive) or 0 (negative)")
+        return lab.astype(np.int32)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop any propagation and release the frames and tracking state."""
+        self.cancel()
+        with self._lock:
+            self.state.clear()
+            self.source.close()
+
+    def __enter__(self) -> MattingSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+_LOADER_LOCK = threading.Lock()

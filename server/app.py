@@ -1,0 +1,219 @@
+"""The Flask application factory.
+
+    from server.app import create_app
+    app = create_app(Settings.from_env())          # loads the model once, here
+
+``sam2-matting serve`` runs ``server.wsgi:application()`` under gunicorn (gthread, one worker).
+Nothing heavy happens at import time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+from typing import Any
+
+from flask import Flask, Response, g, request
+from strawberry.flask.views import GraphQLView
+
+from sam2_matting.predictor import MattingPredictor, build_matting_predictor
+from server.config import Settings
+from server.errors import FORBIDDEN, LIMIT_EXCEEDED, NOT_FOUND, UNAUTHENTICATED
+from server.exports import ExportJobs
+from server.exports import init_app as init_exports
+from server.metrics import create_metrics
+from server.schema import AppContext, build_schema
+from server.sessions import SessionStore
+from server.stream import json_error
+
+log = logging.getLogger(__name__)
+
+# Routes open without the API token: probes and the static page shell.
+PUBLIC_PATHS = {"/healthy", "/ready", "/metrics"}
+EXPOSED_HEADERS = "Frame-Current, Frame-Total, Mask-Type, Content-Length"
+
+
+class MattingGraphQLView(GraphQLView):
+    """Strawberry's Flask view with the app's services as the resolver context."""
+
+    def __init__(self, services: AppContext, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.services = services
+
+    def get_context(self, request: Any, response: Any) -> AppContext:  # type: ignore[override]
+        s = self.services
+        # Media URLs are absolute: the stock UI runs on another origin than the API.
+        base_url = s.base_url or request.host_url.rstrip("/")
+        return AppContext(s.settings, s.store, s.library, base_url, s.exports, request, response)
+
+
+def load_predictor(settings: Settings) -> MattingPredictor:
+    return build_matting_predictor(
+        settings.model,
+        settings.checkpoint,
+        settings.adapter,
+        device=settings.device,
+        dtype=settings.dtype,
+        checkpoint_dir=settings.checkpoint_dir,
+    )
+
+
+def warm_up(predictor: MattingPredictor) -> None:
+    """One forward pass of the image encoder: proves the model loads and answers."""
+    import torch
+
+    size = predictor.image_size
+    with torch.inference_mode(), predictor.autocast(), predictor.model_lock:
+        image = torch.zeros(1, 3, size, size, device=predictor.device)
+        predictor.model.forward_image(image)
+
+
+def create_app(
+    settings: Settings | None = None, predictor: MattingPredictor | None = None
+) -> Flask:
+    """Build the app; loads the model (unless ``predictor`` is given) and scans the gallery."""
+    from server.media import MediaLibrary
+    from server.media import init_app as init_media
+
+    settings = settings or Settings.from_env()
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    predictor = predictor or load_predictor(settings)
+    warm_up(predictor)
+    library = MediaLibrary(settings)
+    store = SessionStore(
+        predictor,
+        max_sessions=settings.max_sessions,
+        ttl=settings.session_ttl,
+        max_objects=settings.max_objects,
+        replica_id=settings.replica_id,
+    )
+    store.start_reaper()
+    metrics = create_metrics(store)
+    exports = ExportJobs(settings.data_dir, ttl=settings.export_ttl)
+    store.on_close.append(exports.drop_session)
+    base_url = settings.api_url.rstrip("/")
+    services = AppContext(settings, store, library, base_url, exports)
+
+    app = Flask(__name__)
+    # Flask refuses larger bodies before reading them; the library enforces the exact limit.
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + 1024 * 1024
+    app.extensions["sam2_matting"] = services
+    app.extensions["sam2_matting_metrics"] = metrics
+
+    view = MattingGraphQLView.as_view(
+        "graphql",
+        services=services,
+        schema=build_schema(settings),
+        graphql_ide="graphiql" if settings.graphiql_enabled else None,
+        allow_queries_via_get=False,
+        multipart_uploads_enabled=True,
+    )
+    app.add_url_rule("/graphql", view_func=view, methods=["GET", "POST"])
+    init_media(app, library)
+    init_exports(app, exports)
+
+    from server import stream
+
+    stream.init_app(app, store, metrics)
+    _init_security(app, settings)
+    _init_operations(app, predictor, metrics)
+    return app
+
+
+def _init_security(app: Flask, settings: Settings) -> None:
+    allowed = set(settings.cors_origins)
+
+    @app.before_request
+    def guard() -> Response | None:
+        g.started = time.perf_counter()
+        origin = request.headers.get("Origin")
+        if request.method == "OPTIONS":
+            return _preflight(origin, allowed)
+        if request.method not in ("GET", "HEAD") and origin and origin not in allowed:
+            same = origin.rstrip("/") == request.host_url.rstrip("/")
+            if not same:
+                # Blocks cross-site form posts (CSRF) without a custom header, which the
+                # stock SAM 2 UI does not send with its uploads.
+                return json_error(FORBIDDEN, f"origin {origin} is not allowed")
+        if settings.api_token and request.path not in PUBLIC_PATHS:
+            given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+            given = given or request.args.get("access_token", "")
+            if not hmac.compare_digest(given.encode(), settings.api_token.encode()):
+                return json_error(UNAUTHENTICATED, "missing or wrong API token")
+        return None
+
+    @app.after_request
+    def cors(response: Response) -> Response:
+        origin = request.headers.get("Origin")
+        if origin and origin in allowed:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Access-Control-Allow-Credentials"] = "true"
+            response.headers["Access-Control-Expose-Headers"] = EXPOSED_HEADERS
+            response.headers.add("Vary", "Origin")
+        return response
+
+    @app.errorhandler(413)
+    def too_large(_: Any) -> Response:
+        return json_error(LIMIT_EXCEEDED, f"request body over {settings.max_upload_bytes} bytes")
+
+    @app.errorhandler(404)
+    def not_found(_: Any) -> Response:
+        return json_error(NOT_FOUND, f"no such resource: {request.path}")
+
+    @app.errorhandler(405)
+    def not_allowed(_: Any) -> Response:
+        return json_error("METHOD_NOT_ALLOWED", f"{request.method} is not allowed here")
+
+    @app.errorhandler(Exception)
+    def internal(err: Exception) -> Response:
+        from werkzeug.exceptions import HTTPException
+
+        if isinstance(err, HTTPException):
+            return json_error(str(err.code), err.description or err.name)
+        log.exception("unhandled error on %s", request.path)
+        return json_error("INTERNAL", "internal server error")
+
+
+def _preflight(origin: str | None, allowed: set[str]) -> Response:
+    response = Response(status=204)
+    if origin and origin in allowed:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Allow-Credentials"] = "true"
+        response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = request.headers.get(
+            "Access-Control-Request-Headers", "Content-Type, Authorization"
+        )
+        response.headers["Access-Control-Max-Age"] = "600"
+        response.headers["Vary"] = "Origin"
+    return response
+
+
+def _init_operations(app: Flask, predictor: MattingPredictor, metrics: Any) -> None:
+    @app.get("/healthy")
+    def healthy() -> Response:
+        return Response("OK", mimetype="text/html")
+
+    @app.get("/ready")
+    def ready() -> Response:
+        body = {
+            "status": "ready",
+            "device": str(predictor.device),
+            "dtype": str(predictor.dtype).removeprefix("torch."),
+            "image_size": predictor.image_size,
+        }
+        return Response(json.dumps(body), mimetype="application/json")
+
+    @app.get("/metrics")
+    def prometheus() -> Response:
+        return Response(metrics.render(), mimetype="text/plain; version=0.0.4")
+
+    @app.after_request
+    def count(response: Response) -> Response:
+        rule = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        metrics.requests.labels(rule, str(response.status_code)).inc()
+        return response

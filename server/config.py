@@ -1,0 +1,132 @@
+"""Service settings: one typed place, read from the environment (documented in the README).
+
+Every field has an environment variable ``SAM2_MATTING_<FIELD>`` (upper case), except the few
+that keep the SAM 2 demo's names (``API_URL``, ``API_TOKEN``). ``Settings.from_env()`` reads them;
+``sam2-matting serve`` options override them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from sam2_matting.errors import InvalidInputError
+
+ENV_PREFIX = "SAM2_MATTING_"
+# Fields whose variable is not prefixed (the anchor demo's names).
+ENV_ALIASES = {"api_url": "API_URL", "api_token": "API_TOKEN"}
+
+
+def _split(value: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip())
+
+
+@dataclass
+class Settings:
+    # model
+    model: str = field(default="large", metadata={"help": "model size, config name or YAML"})
+    checkpoint: str | None = field(default=None, metadata={"help": "checkpoint file"})
+    checkpoint_dir: str = field(default="checkpoints", metadata={"help": "downloaded weights"})
+    adapter: str | None = field(default=None, metadata={"help": "LoRA adapter folder"})
+    device: str = field(default="auto", metadata={"help": "auto, cuda, mps or cpu"})
+    dtype: str | None = field(default=None, metadata={"help": "autocast dtype (bf16 on CUDA)"})
+    # network
+    host: str = field(default="127.0.0.1", metadata={"help": "address to bind"})
+    port: int = field(default=7263, metadata={"help": "port to bind"})
+    api_url: str = field(
+        default="", metadata={"help": "public base URL for media links (default: the request's)"}
+    )
+    threads: int = field(default=8, metadata={"help": "gunicorn threads"})
+    graceful_timeout: int = field(default=20, metadata={"help": "seconds to finish on SIGTERM"})
+    replica_id: str = field(
+        default="", metadata={"help": "prefix of session ids, for a proxy routing to replicas"}
+    )
+    # data
+    data: str = field(default="data", metadata={"help": "uploads, posters, exports"})
+    gallery: str = field(default="gallery", metadata={"help": "videos offered by default"})
+    default_video: str | None = field(default=None, metadata={"help": "gallery file name"})
+    # sessions and limits
+    session_ttl: float = field(default=900.0, metadata={"help": "idle seconds before expiry"})
+    max_sessions: int = field(default=4, metadata={"help": "live sessions at once"})
+    max_objects: int = field(default=8, metadata={"help": "objects per session"})
+    export_ttl: float = field(default=3600.0, metadata={"help": "seconds an export is kept"})
+    max_upload_bytes: int = field(default=200 * 1024**2, metadata={"help": "upload size cap"})
+    max_duration_sec: float = field(default=600.0, metadata={"help": "longest video, seconds"})
+    max_frames: int = field(default=10_000, metadata={"help": "most frames in a video"})
+    max_side: int = field(default=4096, metadata={"help": "largest width or height"})
+    max_fps: float = field(default=120.0, metadata={"help": "highest frame rate"})
+    # security and operations
+    api_token: str | None = field(default=None, metadata={"help": "bearer token (optional)"})
+    cors_origins: tuple[str, ...] = field(
+        default=("http://localhost:7262", "http://127.0.0.1:7262"),
+        metadata={"help": "allowed browser origins (comma-separated)"},
+    )
+    production: bool = field(default=False, metadata={"help": "GraphiQL/introspection off"})
+    graphiql: bool | None = field(default=None, metadata={"help": "override GraphiQL"})
+    introspection: bool | None = field(default=None, metadata={"help": "override introspection"})
+    max_query_depth: int = field(default=12, metadata={"help": "GraphQL depth limit"})
+    max_aliases: int = field(default=30, metadata={"help": "GraphQL alias limit"})
+    max_tokens: int = field(default=2000, metadata={"help": "GraphQL token limit"})
+    log_level: str = field(default="INFO", metadata={"help": "logging level"})
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.data)
+
+    @property
+    def gallery_dir(self) -> Path:
+        return Path(self.gallery)
+
+    @property
+    def graphiql_enabled(self) -> bool:
+        return self.graphiql if self.graphiql is not None else not self.production
+
+    @property
+    def introspection_enabled(self) -> bool:
+        return self.introspection if self.introspection is not None else not self.production
+
+    @staticmethod
+    def env_name(name: str) -> str:
+        return ENV_ALIASES.get(name, ENV_PREFIX + name.upper())
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None, **overrides: Any) -> Settings:
+        """Defaults, then environment variables, then ``overrides`` (None means unset)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(cls.env_name(f.name))
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f.name, str(f.type), raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def describe(self) -> list[tuple[str, str, str]]:
+        """(variable, default, help) for every setting: the README table."""
+        return [
+            (self.env_name(f.name), repr(f.default), f.metadata.get("help", ""))
+            for f in fields(self)
+        ]
+
+
+def _parse(name: str, type_name: str, raw: str) -> Any:
+    try:
+        if type_name.startswith("int"):
+            return int(raw)
+        if type_name.startswith("float"):
+            return float(raw)
+        if type_name.startswith("bool"):
+            if raw.lower() in {"1", "true", "yes", "on"}:
+                return True
+            if raw.lower() in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(raw)
+        if type_name.startswith("tuple"):
+            return _split(raw)
+        return raw
+    except ValueError:
+        raise InvalidInputError(
+            f"bad value {raw!r} for {Settings.env_name(name)} ({type_name})"
+        ) from None

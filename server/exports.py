@@ -1,0 +1,224 @@
+"""Export jobs: a session's mattes written as files an editor can use, in the background.
+
+``exportMatte`` starts a job on one worker thread (exports are CPU-heavy; one at a time keeps
+the model responsive); ``exportJob`` reports its status and progress; the finished file is
+served at ``/exports/<job id>/<file>`` with its format's content type. A job is cancelled and its
+files deleted when its session closes or expires, and finished exports expire after
+``export_ttl`` seconds. A failed or cancelled job leaves no file behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from flask import Blueprint, Flask, Response, send_file
+
+from sam2_matting.codec import decode_matte
+from sam2_matting.errors import CancelledError, InvalidInputError, NotFoundError
+from sam2_matting.export import get_format
+from sam2_matting.predictor import CancelToken
+from server.errors import client_error
+
+log = logging.getLogger(__name__)
+JOB_ID = re.compile(r"[0-9a-f]{32}")
+MAX_JOBS = 64
+
+
+@dataclass
+class ExportJob:
+    id: str
+    session_id: str
+    format: str
+    object_ids: list[int]
+    status: str = "queued"  # queued | running | done | failed | cancelled
+    done: int = 0
+    total: int = 0
+    error_code: str | None = None
+    error: str | None = None
+    file: Path | None = None
+    finished_at: float | None = None
+    cancel: CancelToken = field(default_factory=CancelToken)
+
+    @property
+    def progress(self) -> float:
+        return self.done / self.total if self.total else 0.0
+
+    @property
+    def url_path(self) -> str | None:
+        if self.status != "done" or self.file is None:
+            return None
+        return f"exports/{self.id}/{self.file.name}"
+
+
+def union_alpha(mattes: dict[int, Any], object_ids: list[int]) -> np.ndarray | None:
+    """The union (per-pixel maximum) of the chosen objects' encoded mattes on one frame."""
+    picked = [decode_matte(m.alpha) for oid, m in mattes.items() if oid in object_ids]
+    return np.maximum.reduce(picked) if picked else None
+
+
+class ExportJobs:
+    """Runs and tracks export jobs under ``<data>/exports``."""
+
+    def __init__(self, data_dir: Path, ttl: float = 3600.0) -> None:
+        self.root = data_dir / "exports"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.ttl = ttl
+        self._jobs: dict[str, ExportJob] = {}
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export")
+
+    def start(
+        self,
+        entry: Any,
+        fmt: str,
+        object_ids: list[int] | None,
+        background: Any,
+        premultiplied: bool,
+    ) -> ExportJob:
+        """Queue an export of ``entry``'s computed mattes (the union of ``object_ids``).
+
+        ``background`` is a checked ``BackgroundSpec`` (composite only) or None.
+        """
+        spec = get_format(fmt)
+        if spec.name == "png":
+            spec = get_format("png-zip")  # a folder is served as one zip file
+        ids = list(object_ids) if object_ids else list(entry.session.object_ids)
+        unknown = set(ids) - set(entry.session.object_ids)
+        if unknown:
+            raise InvalidInputError(f"unknown object ids: {sorted(unknown)}")
+        if not entry.cached_frames():
+            raise InvalidInputError("nothing to export yet: click and propagate first")
+        if background is not None and spec.name != "composite":
+            raise InvalidInputError("background applies to the composite format only")
+        self.purge()
+        with self._lock:
+            if sum(j.status in ("queued", "running") for j in self._jobs.values()) >= MAX_JOBS:
+                raise InvalidInputError("too many exports queued; wait for one to finish")
+            job = ExportJob(uuid.uuid4().hex, entry.id, spec.name, ids)
+            job.total = entry.session.frame_count
+            self._jobs[job.id] = job
+        self._pool.submit(self._run, job, entry, background, premultiplied)
+        return job
+
+    def get(self, job_id: str) -> ExportJob:
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is None:
+            raise NotFoundError(f"no export job {job_id!r}")
+        return job
+
+    def cancel(self, job_id: str) -> ExportJob:
+        job = self.get(job_id)
+        job.cancel.cancel()
+        return job
+
+    def drop_session(self, session_id: str) -> None:
+        """The session is gone: cancel its jobs and delete their files."""
+        with self._lock:
+            jobs = [j for j in self._jobs.values() if j.session_id == session_id]
+        for job in jobs:
+            job.cancel.cancel()
+            if job.status not in ("queued", "running"):
+                self._forget(job)
+
+    def purge(self) -> None:
+        now = time.time()
+        with self._lock:
+            old = [
+                j for j in self._jobs.values() if j.finished_at and now - j.finished_at > self.ttl
+            ]
+        for job in old:
+            self._forget(job)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            jobs = list(self._jobs.values())
+        for job in jobs:
+            job.cancel.cancel()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _forget(self, job: ExportJob) -> None:
+        with self._lock:
+            self._jobs.pop(job.id, None)
+        shutil.rmtree(self.root / job.id, ignore_errors=True)
+
+    def _run(self, job: ExportJob, entry: Any, background: Any, premult: bool) -> None:
+        from sam2_matting.export import export_video
+
+        if job.cancel.cancelled:
+            self._finish(job, "cancelled")
+            return
+        job.status = "running"
+        spec = get_format(job.format)
+        folder = self.root / job.id
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = Path(entry.video.id).stem or "video"
+        out = folder / f"{stem}_matte{spec.extension}"
+
+        def frames() -> Iterator[tuple[int, np.ndarray]]:
+            for frame in entry.cached_frames():
+                alpha = union_alpha(entry.mattes.get(frame, {}), job.object_ids)
+                if alpha is not None:
+                    yield frame, alpha
+
+        def progress(done: int, total: int) -> None:
+            job.done, job.total = done, total
+
+        try:
+            export_video(
+                entry.video.file,
+                frames(),
+                out,
+                spec,
+                background=background,
+                premultiplied=premult,
+                cancel=job.cancel,
+                progress=progress,
+            )
+            job.file = out
+            self._finish(job, "done")
+        except CancelledError:
+            shutil.rmtree(folder, ignore_errors=True)
+            self._finish(job, "cancelled")
+        except Exception as err:  # reported to the client through exportJob, logged in full
+            shutil.rmtree(folder, ignore_errors=True)
+            job.error_code, job.error = client_error(err)
+            self._finish(job, "failed")
+
+    def _finish(self, job: ExportJob, status: str) -> None:
+        job.status = status
+        job.finished_at = time.time()
+        log.info("export %s (%s, session %s): %s", job.id, job.format, job.session_id, status)
+
+
+def init_app(app: Flask, jobs: ExportJobs) -> None:
+    bp = Blueprint("exports", __name__)
+
+    @bp.get("/exports/<job_id>/<name>")
+    def download(job_id: str, name: str) -> Response:
+        if not JOB_ID.fullmatch(job_id):
+            return Response("not found", status=404, mimetype="text/plain")
+        try:
+            job = jobs.get(job_id)
+        except NotFoundError:
+            return Response("not found", status=404, mimetype="text/plain")
+        if job.file is None or job.file.name != name or not job.file.is_file():
+            return Response("not found", status=404, mimetype="text/plain")
+        spec = get_format(job.format)
+        return send_file(
+            job.file, mimetype=spec.mime_type, as_attachment=True, download_name=name,
+            conditional=True,
+        )  # fmt: skip
+
+    app.register_blueprint(bp)

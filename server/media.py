@@ -1,0 +1,383 @@
+"""The service's video library: the gallery, user uploads, posters, and the routes serving them.
+
+    library = MediaLibrary(settings)                  # scans the gallery once, makes posters
+    library.gallery()                                 # [VideoRecord, ...] sorted by name
+    record = library.resolve("gallery/02_horse.mp4")  # or "uploads/<sha256>.mp4"
+    record = library.ingest_upload(file, "clip.mov", start_time_sec=1.0, duration_time_sec=5.0)
+    library.video_url(record), library.poster_url(record)   # Video.url / Video.posterUrl
+    init_app(app, library)                            # GET /gallery/… /posters/… /uploads/…
+
+A client only ever names a video by an id the library handed out (``gallery/<file name>`` or
+``uploads/<sha256>.mp4``, the SAM 2 demo's ``Video.path``). :meth:`MediaLibrary.resolve` maps it
+to a file on the server; a client-supplied path never reaches the filesystem. Layout under
+``settings.data``: ``uploads/<sha256>.mp4`` (content-addressed, transcoded), ``posters/*.jpg``
+and ``tmp/`` (uploads in progress, always removed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from urllib.parse import quote
+
+from flask import Blueprint, Flask, Response, send_file
+from werkzeug.exceptions import NotFound
+
+from sam2_matting.errors import InvalidInputError, MattingError, NotFoundError, VideoError
+from sam2_matting.video import open_video
+from server.config import Settings
+from server.transcode import (
+    Readable,
+    UploadLimits,
+    copy_limited,
+    transcode_h264,
+    write_poster,
+)
+
+__all__ = [
+    "GALLERY_EXTENSIONS",
+    "MediaLibrary",
+    "VideoRecord",
+    "init_app",
+    "media_blueprint",
+]
+
+log = logging.getLogger(__name__)
+
+# MP4-family only: the demo frontend demuxes in the browser with mp4box.
+GALLERY_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov"})
+MIME_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime"}
+MAX_ID_LENGTH = 512
+STALE_TEMP_SECONDS = 3600.0
+UPLOAD_ID = re.compile(r"uploads/([0-9a-f]{64})\.mp4")
+UPLOAD_NAME = re.compile(r"[0-9a-f]{64}\.mp4")
+POSTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.jpg")
+# Gallery files are addressed by name in URLs and GraphQL ids: keep names plain and printable.
+PLAIN_NAME = re.compile(r"[^\x00-\x1f\x7f\\]+")
+CACHE_IMMUTABLE = 365 * 24 * 3600  # content-addressed files never change under their name
+CACHE_GALLERY = 300
+
+
+@dataclass(frozen=True)
+class VideoRecord:
+    """One video the service offers.
+
+    ``id`` is what clients see and send back (``Video.path`` and the Relay node code);
+    ``file`` is the server-side path and must never be shown to a client; ``poster`` is the
+    client-visible poster path (``posters/<name>.jpg``).
+    """
+
+    id: str
+    file: Path
+    width: int
+    height: int
+    frame_count: int
+    fps: float
+    duration: float
+    poster: str
+
+
+class MediaLibrary:
+    """Gallery and uploads under one :class:`~server.config.Settings`; thread-safe.
+
+    The gallery folder is scanned once, here, in name order; unreadable files are logged and
+    skipped. Each video gets a JPEG poster of its first frame in ``<data>/posters`` (reused when
+    present). Uploads are found again by their content hash, so they survive restarts.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.limits = UploadLimits.from_settings(settings)
+        self.gallery_dir = settings.gallery_dir.resolve()
+        self.data_dir = settings.data_dir.resolve()
+        self.uploads_dir = self.data_dir / "uploads"
+        self.posters_dir = self.data_dir / "posters"
+        self.tmp_dir = self.data_dir / "tmp"
+        for folder in (self.uploads_dir, self.posters_dir, self.tmp_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        self._remove_stale_temps()
+        self._lock = threading.Lock()
+        self._uploads: dict[str, VideoRecord] = {}
+        self._gallery: dict[str, VideoRecord] = {}
+        for path in self._gallery_files():
+            record = self._probe_gallery(path)
+            if record is not None:
+                self._gallery[record.id] = record
+        log.info("gallery: %d video(s) from %s", len(self._gallery), self.gallery_dir)
+        if settings.default_video and self._default_id() not in self._gallery:
+            log.warning("default video %r is not in the gallery", settings.default_video)
+
+    # -- queries ------------------------------------------------------------------------------
+
+    def gallery(self) -> list[VideoRecord]:
+        """The gallery videos, sorted by file name (a stable order for paging)."""
+        return list(self._gallery.values())
+
+    def default_video(self) -> VideoRecord:
+        """``settings.default_video`` (a gallery file name or ``gallery/<name>``), else the
+        first gallery video. NotFoundError if it is not in the gallery or the gallery is empty."""
+        if self.settings.default_video:
+            record = self._gallery.get(self._default_id())
+            if record is None:
+                raise NotFoundError("the configured default video is not in the gallery")
+            return record
+        if not self._gallery:
+            raise NotFoundError("the gallery is empty: no default video")
+        return next(iter(self._gallery.values()))
+
+    def resolve(self, video_id: str) -> VideoRecord:
+        """The record of a gallery or upload id, e.g. ``gallery/a.mp4``, ``uploads/<hex>.mp4``.
+
+        Only ids this library knows are accepted: InvalidInputError for a malformed id
+        (absolute, ``..``, backslash, control characters), NotFoundError for an unknown one.
+        """
+        _check_id(video_id)
+        record = self._gallery.get(video_id)
+        if record is not None:
+            return record
+        match = UPLOAD_ID.fullmatch(video_id)
+        if match is None:
+            raise NotFoundError(f"unknown video: {video_id[:100]}")
+        return self._upload_record(match.group(1))
+
+    def video_url(self, record: VideoRecord) -> str:
+        """``Video.url``: ``<api_url>/<id>`` (a root-relative URL when api_url is empty)."""
+        return self._url(record.id)
+
+    def poster_url(self, record: VideoRecord) -> str:
+        """``Video.posterUrl``: ``<api_url>/<poster>``; every record has a real poster."""
+        return self._url(record.poster)
+
+    # -- uploads ------------------------------------------------------------------------------
+
+    def ingest_upload(
+        self,
+        stream: Readable,
+        filename: str | None = None,
+        *,
+        start_time_sec: float | None = None,
+        duration_time_sec: float | None = None,
+    ) -> VideoRecord:
+        """Store an uploaded video and return its record (``uploads/<sha256>.mp4``).
+
+        ``stream`` is read in chunks (at most ``max_upload_bytes``), decoded and transcoded to
+        H.264 MP4 under the limits, optionally trimmed to ``duration_time_sec`` seconds from
+        ``start_time_sec``; ``filename`` is only logged. Identical results share one file.
+        Raises LimitExceededError, VideoError or InvalidInputError; on any failure nothing is
+        left behind.
+        """
+        token = uuid.uuid4().hex
+        src = self.tmp_dir / f"in-{token}"
+        out = self.tmp_dir / f"out-{token}.mp4"
+        started = time.monotonic()
+        try:
+            size = copy_limited(stream, src, self.limits.max_upload_bytes)
+            if size == 0:
+                raise VideoError("the upload is empty (0 bytes)")
+            info = transcode_h264(
+                src,
+                out,
+                self.limits,
+                start_time_sec=start_time_sec,
+                duration_time_sec=duration_time_sec,
+            )
+            src.unlink()
+            digest = _sha256(out)
+            final = self.uploads_dir / f"{digest}.mp4"
+            # The poster is written first, so an upload that exists always has its poster.
+            record = self._probe(out, f"uploads/{digest}.mp4", f"posters/{digest}.jpg")
+            try:
+                os.replace(out, final)  # same filesystem: atomic; a re-upload just replaces
+            except OSError:
+                if not final.exists():
+                    (self.posters_dir / f"{digest}.jpg").unlink(missing_ok=True)
+                raise
+        except MattingError as err:
+            log.info("upload %r rejected: %s", _printable(filename), err)
+            raise
+        finally:
+            src.unlink(missing_ok=True)
+            out.unlink(missing_ok=True)
+        record = replace(record, file=final)
+        with self._lock:
+            self._uploads[digest] = record
+        log.info(
+            "upload %r stored as %s: %dx%d, %d frames at %.4g fps from %d bytes in %.1f s",
+            _printable(filename),
+            record.id,
+            record.width,
+            record.height,
+            record.frame_count,
+            record.fps,
+            size,
+            time.monotonic() - started,
+        )
+        if info.frame_count != record.frame_count:
+            # The sessions count frames with the same reader: a mismatch would be our bug.
+            log.warning(
+                "%s: wrote %d frames, reads %d", record.id, info.frame_count, record.frame_count
+            )
+        return record
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _default_id(self) -> str:
+        name = self.settings.default_video or ""
+        return name if name.startswith("gallery/") else f"gallery/{name}"
+
+    def _url(self, path: str) -> str:
+        return f"{self.settings.api_url.rstrip('/')}/{quote(path, safe='/')}"
+
+    def _gallery_files(self) -> Iterable[Path]:
+        if not self.gallery_dir.is_dir():
+            log.warning("gallery folder %s does not exist", self.gallery_dir)
+            return []
+        files = []
+        for path in sorted(self.gallery_dir.iterdir(), key=lambda p: p.name):
+            if path.name.startswith(".") or path.suffix.lower() not in GALLERY_EXTENSIONS:
+                continue
+            if not path.is_file() or not PLAIN_NAME.fullmatch(path.name):
+                log.warning("gallery: skipping %s (not a plain file with a plain name)", path)
+                continue
+            files.append(path)
+        return files
+
+    def _probe_gallery(self, path: Path) -> VideoRecord | None:
+        stat = path.stat()
+        # The poster name changes with the file, so an edited clip never shows a stale poster.
+        key = hashlib.sha256(f"{path.name}\0{stat.st_size}\0{stat.st_mtime_ns}".encode())
+        stem = re.sub(r"[^A-Za-z0-9_-]+", "-", path.stem).strip("-")[:60] or "video"
+        poster = f"posters/gallery-{stem}-{key.hexdigest()[:12]}.jpg"
+        try:
+            return self._probe(path, f"gallery/{path.name}", poster)
+        except (MattingError, OSError) as err:
+            log.warning("gallery: skipping %s: %s", path.name, err)
+            return None
+
+    def _probe(self, path: Path, video_id: str, poster: str) -> VideoRecord:
+        """Read a video's facts with the sessions' own reader; write its poster if missing."""
+        poster_file = self.data_dir / poster
+        with open_video(
+            path, cache_size=1, max_frames=self.limits.max_frames, max_side=self.limits.max_side
+        ) as video:
+            if not poster_file.is_file():
+                write_poster(video.get_frame(0), poster_file)
+            fps = float(video.fps)
+            return VideoRecord(
+                id=video_id,
+                file=path,
+                width=video.width,
+                height=video.height,
+                frame_count=video.frame_count,
+                fps=fps,
+                duration=video.frame_count / fps if fps > 0 else 0.0,
+                poster=poster,
+            )
+
+    def _upload_record(self, digest: str) -> VideoRecord:
+        with self._lock:
+            record = self._uploads.get(digest)
+        if record is not None and record.file.is_file():
+            return record
+        file = self.uploads_dir / f"{digest}.mp4"
+        if not file.is_file():
+            raise NotFoundError(f"unknown video: uploads/{digest}.mp4")
+        record = self._probe(file, f"uploads/{digest}.mp4", f"posters/{digest}.jpg")
+        with self._lock:
+            self._uploads[digest] = record
+        return record
+
+    def _remove_stale_temps(self) -> None:
+        # Left by a killed process; young ones may belong to another worker's upload in flight.
+        cutoff = time.time() - STALE_TEMP_SECONDS
+        for leftover in [*self.tmp_dir.iterdir(), *self.posters_dir.glob(".poster-*")]:
+            try:
+                if leftover.is_file() and leftover.stat().st_mtime < cutoff:
+                    leftover.unlink()
+            except OSError:
+                pass
+
+
+def _check_id(video_id: str) -> None:
+    if not isinstance(video_id, str) or not video_id or len(video_id) > MAX_ID_LENGTH:
+        raise InvalidInputError("a video path must be a non-empty string of at most 512 characters")
+    parts = video_id.split("/")
+    if (
+        video_id.startswith("/")
+        or "\\" in video_id
+        or any(part in ("", ".", "..") for part in parts)
+        or not PLAIN_NAME.fullmatch(video_id)
+    ):
+        raise InvalidInputError("invalid video path: use the path of a gallery video or an upload")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1024 * 1024), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _printable(name: str | None) -> str:
+    return "".join(c if c.isprintable() else "?" for c in (name or ""))[:120]
+
+
+def media_blueprint(library: MediaLibrary) -> Blueprint:
+    """GET ``/gallery/<name>``, ``/posters/<name>``, ``/uploads/<name>`` for ``library``.
+
+    Files are sent with their MIME type, ETag and HTTP Range support (206 partial content).
+    Only names the library hands out are served; anything else, or a file that vanished,
+    is a plain-text 404, never a 500.
+    """
+    bp = Blueprint("media", __name__)
+
+    @bp.get("/gallery/<path:name>")
+    def gallery_file(name: str) -> Response:
+        try:
+            record = library.resolve(f"gallery/{name}")
+        except MattingError:
+            return _not_found()
+        mimetype = MIME_TYPES.get(record.file.suffix.lower(), "video/mp4")
+        return _send(record.file, mimetype, CACHE_GALLERY)
+
+    @bp.get("/posters/<path:name>")
+    def poster_file(name: str) -> Response:
+        if not POSTER_NAME.fullmatch(name):
+            return _not_found()
+        return _send(library.posters_dir / name, "image/jpeg", CACHE_IMMUTABLE)
+
+    @bp.get("/uploads/<path:name>")
+    def upload_file(name: str) -> Response:
+        if not UPLOAD_NAME.fullmatch(name):
+            return _not_found()
+        return _send(library.uploads_dir / name, "video/mp4", CACHE_IMMUTABLE)
+
+    return bp
+
+
+def init_app(app: Flask, library: MediaLibrary) -> None:
+    """Register the media routes on ``app``; the library is kept in
+    ``app.extensions["media_library"]``."""
+    app.extensions["media_library"] = library
+    app.register_blueprint(media_blueprint(library))
+
+
+def _send(path: Path, mimetype: str, max_age: int) -> Response:
+    try:
+        return send_file(path, mimetype=mimetype, conditional=True, etag=True, max_age=max_age)
+    except (OSError, NotFound):
+        # Gone between the check and the open (e.g. an operator cleaning up): still a 404.
+        return _not_found()
+
+
+def _not_found() -> Response:
+    return Response("not found\n", status=404, mimetype="text/plain")

@@ -1,0 +1,255 @@
+"""The session store: live matting sessions with an idle expiry, a cap, and safe cancellation.
+
+One :class:`SessionEntry` per ``startSession``. It owns the :class:`MattingSession`, the video
+record, the mattes already computed (so clients can fetch them again without recomputing) and
+the cancel tokens of its running streams. The store enforces ``max_sessions`` (``BusyError``),
+expires sessions idle for ``ttl`` seconds, and frees a session's memory at once on close, even
+while one of its streams runs (the stream stops at its next frame).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sam2_matting.codec import encode_coco_binary, encode_matte
+from sam2_matting.errors import BusyError, NotFoundError
+from sam2_matting.predictor import CancelToken, MattingPredictor
+from sam2_matting.session import FrameMattes, MattingSession
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EncodedMatte:
+    """One object's matte on one frame, encoded once for every client that asks."""
+
+    object_id: int
+    mask: dict[str, Any]  # binary COCO RLE {size, counts}: alpha >= 128
+    alpha: dict[str, Any]  # the 0-255 matte in the codec's format
+
+
+def encode_frame(result: FrameMattes) -> list[EncodedMatte]:
+    return [
+        EncodedMatte(obj_id, encode_coco_binary(alpha), encode_matte(alpha))
+        for obj_id, alpha in zip(result.object_ids, result.alphas, strict=True)
+    ]
+
+
+@dataclass
+class SessionEntry:
+    id: str
+    session: MattingSession
+    video: Any  # server.media.VideoRecord
+    ttl: float
+    clock: Callable[[], float]
+    created: float = 0.0
+    last_used: float = 0.0
+    closed: bool = False
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    # frame index -> object id -> encoded matte, from clicks and propagation
+    mattes: dict[int, dict[int, EncodedMatte]] = field(default_factory=dict)
+    _streams: set[CancelToken] = field(default_factory=set)
+    _cancel_epoch: int = 0
+
+    def touch(self) -> None:
+        self.last_used = self.clock()
+
+    @property
+    def expires_at(self) -> float:
+        """Monotonic-clock time at which the idle session expires (see ``expires_in``)."""
+        return self.last_used + self.ttl
+
+    def expires_in(self) -> float:
+        return max(0.0, self.expires_at - self.clock())
+
+    def expired(self) -> bool:
+        return not self.streaming and self.clock() >= self.expires_at
+
+    @property
+    def streaming(self) -> bool:
+        return bool(self._streams)
+
+    # -- mattes cache ------------------------------------------------------------------
+    def store(self, result: FrameMattes) -> list[EncodedMatte]:
+        """Encode and remember one frame's mattes; returns them."""
+        encoded = encode_frame(result)
+        with self.lock:
+            self.mattes[result.frame_index] = {m.object_id: m for m in encoded}
+        return encoded
+
+    def invalidate(self, keep: Iterable[FrameMattes] = ()) -> None:
+        """Prompts changed: propagated mattes are stale; keep the fresh click results."""
+        with self.lock:
+            self.mattes.clear()
+        for result in keep:
+            self.store(result)
+
+    def cached(
+        self, frames: Iterable[int], object_ids: Iterable[int] | None = None
+    ) -> list[tuple[int, list[EncodedMatte]]]:
+        wanted = None if object_ids is None else set(object_ids)
+        out = []
+        with self.lock:
+            for f in frames:
+                per_obj = self.mattes.get(f)
+                if per_obj is None:
+                    continue
+                out.append(
+                    (f, [m for oid, m in per_obj.items() if wanted is None or oid in wanted])
+                )
+        return out
+
+    def cached_frames(self) -> list[int]:
+        with self.lock:
+            return sorted(self.mattes)
+
+    # -- streams and cancellation --------------------------------------------------------
+    def begin_stream(self) -> tuple[CancelToken, int]:
+        """Register a stream when its request arrives (before any frame is computed)."""
+        token = CancelToken()
+        with self.lock:
+            self._streams.add(token)
+            return token, self._cancel_epoch
+
+    def end_stream(self, token: CancelToken) -> None:
+        with self.lock:
+            self._streams.discard(token)
+        self.touch()
+
+    def cancel_streams(self) -> int:
+        """Cancel every registered stream. A stream registered but not yet started sees the
+        epoch change and ends before its first frame, so a cancel is never lost to a race."""
+        with self.lock:
+            self._cancel_epoch += 1
+            for token in self._streams:
+                token.cancel()
+            return len(self._streams)
+
+    def cancelled_since(self, epoch: int) -> bool:
+        with self.lock:
+            return self._cancel_epoch != epoch
+
+
+class SessionStore:
+    """Live sessions by id. Thread-safe; a reaper thread expires idle sessions."""
+
+    def __init__(
+        self,
+        predictor: MattingPredictor,
+        *,
+        max_sessions: int,
+        ttl: float,
+        max_objects: int = 8,
+        replica_id: str = "",
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.replica_id = replica_id
+        self.on_close: list[Callable[[str], None]] = []
+        self.predictor = predictor
+        self.max_sessions = max_sessions
+        self.ttl = ttl
+        self.max_objects = max_objects
+        self.clock = clock
+        self._entries: dict[str, SessionEntry] = {}
+        self._lock = threading.Lock()
+        self._opening = 0
+        self._stop = threading.Event()
+        self._reaper: threading.Thread | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------
+    def start_reaper(self, interval: float = 5.0) -> None:
+        if self._reaper is not None:
+            return
+
+        def run() -> None:
+            while not self._stop.wait(interval):
+                self.purge_expired()
+
+        self._reaper = threading.Thread(target=run, name="session-reaper", daemon=True)
+        self._reaper.start()
+
+    def shutdown(self) -> None:
+        """Stop the reaper, cancel every stream and close every session."""
+        self._stop.set()
+        for entry in self.entries():
+            self.close(entry.id)
+
+    # -- operations ----------------------------------------------------------------------
+    def create(self, video: Any) -> SessionEntry:
+        """Open a session on a resolved video record; ``BusyError`` at the cap."""
+        self.purge_expired()
+        with self._lock:
+            if len(self._entries) + self._opening >= self.max_sessions:
+                raise BusyError(
+                    f"the server is at its limit of {self.max_sessions} live sessions; "
+                    "close one or try again later"
+                )
+            self._opening += 1  # reserve the slot while the (slow) open runs unlocked
+        try:
+            session = self.predictor.open(video.file, max_objects=self.max_objects)
+        finally:
+            with self._lock:
+                self._opening -= 1
+        now = self.clock()
+        entry = SessionEntry(
+            id=f"{self.replica_id}-{uuid.uuid4()}" if self.replica_id else str(uuid.uuid4()),
+            session=session,
+            video=video,
+            ttl=self.ttl,
+            clock=self.clock,
+            created=now,
+            last_used=now,
+        )
+        with self._lock:
+            self._entries[entry.id] = entry
+        log.info("session %s opened on %s", entry.id, video.id)
+        return entry
+
+    def get(self, session_id: str) -> SessionEntry:
+        """The live session ``session_id`` (touched); ``NotFoundError`` if unknown or expired."""
+        with self._lock:
+            entry = self._entries.get(session_id)
+        if entry is None or entry.closed:
+            raise NotFoundError(f"no session {session_id!r} (it may have expired or been closed)")
+        if entry.expired():
+            self.close(session_id)
+            raise NotFoundError(f"session {session_id!r} expired")
+        entry.touch()
+        return entry
+
+    def close(self, session_id: str) -> bool:
+        """Close a session now: cancel its streams and free its memory. False if unknown."""
+        with self._lock:
+            entry = self._entries.pop(session_id, None)
+        if entry is None:
+            return False
+        entry.closed = True
+        entry.cancel_streams()
+        entry.session.close()  # waits for the current frame, then frees the state
+        with entry.lock:
+            entry.mattes.clear()
+        for callback in self.on_close:
+            callback(session_id)
+        log.info("session %s closed", session_id)
+        return True
+
+    def purge_expired(self) -> int:
+        expired = [e.id for e in self.entries() if e.expired()]
+        for sid in expired:
+            log.info("session %s expired", sid)
+            self.close(sid)
+        return len(expired)
+
+    def entries(self) -> list[SessionEntry]:
+        with self._lock:
+            return list(self._entries.values())
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)

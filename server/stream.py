@@ -1,0 +1,211 @@
+"""``POST /propagate_in_video``: mattes streamed frame by frame as they are propagated.
+
+Request (JSON, the SAM 2 demo's body plus optional fields)::
+
+    {"session_id": "...", "start_frame_index": 0,
+     "direction": "both" | "forward" | "backward", "max_frames": 100, "object_ids": [1, 2]}
+
+Default representation: ``multipart/x-savi-stream; boundary=frame`` with the demo's exact part
+framing (``Content-Length`` on every part, no CRLF after a body, no closing delimiter). Each
+JSON part is ``{"frame_index": i, "results": [{"object_id", "mask", "alpha"}]}`` (snake_case);
+``Frame-Current``/``Frame-Total`` count frames done and due. With
+``Accept: application/x-ndjson`` the same results come as one JSON object per line, ending
+with ``{"type": "end"}``. An error after the headers ends the stream with an error part
+(content type ``application/vnd.sam2-matting.error+json``, which the stock UI ignores) or an
+``{"type": "error"}`` line. Cancel with the ``cancelPropagateInVideo`` mutation, or disconnect.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from flask import Flask, Response, request
+
+from sam2_matting.errors import InvalidInputError, MattingError
+from server.errors import BAD_USER_INPUT, client_error, http_status
+from server.sessions import EncodedMatte, SessionEntry, SessionStore
+
+log = logging.getLogger(__name__)
+
+BOUNDARY = "frame"
+MULTIPART_TYPE = f"multipart/x-savi-stream; boundary={BOUNDARY}"
+NDJSON_TYPE = "application/x-ndjson"
+ERROR_PART_TYPE = "application/vnd.sam2-matting.error+json"
+
+
+def multipart_part(body: bytes, current: int, total: int, content_type: str) -> bytes:
+    """One part, byte for byte as the SAM 2 demo frames it."""
+    head = (
+        f"--{BOUNDARY}\r\n"
+        f"Content-Type: {content_type}; charset=utf-8\r\n"
+        f"Frame-Current: {current}\r\n"
+        f"Frame-Total: {total}\r\n"
+        "Mask-Type: RLE[]\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        "\r\n"
+    )
+    return head.encode("ascii") + body
+
+
+def frames_due(start: int, count: int, direction: str, max_frames: int | None) -> int:
+    """How many frames a propagation will yield (the stream's ``Frame-Total``)."""
+    cap = max_frames if max_frames is not None else count
+    forward = min(cap, count - start)
+    backward = min(cap, start + 1)
+    if direction == "forward":
+        return forward
+    if direction == "backward":
+        return backward
+    return forward + backward - 1
+
+
+def json_error(code: str, message: str) -> Response:
+    body = json.dumps({"error": {"code": code, "message": message}})
+    return Response(body, status=http_status(code), mimetype="application/json")
+
+
+def _parse(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise InvalidInputError('send a JSON object: {"session_id": ..., "start_frame_index": 0}')
+    sid = body.get("session_id")
+    if not isinstance(sid, str) or not sid:
+        raise InvalidInputError("session_id (a string) is required")
+    out: dict[str, Any] = {"session_id": sid}
+    start = body.get("start_frame_index", 0)
+    if isinstance(start, bool) or not isinstance(start, int):
+        raise InvalidInputError("start_frame_index must be an integer")
+    out["start"] = start
+    direction = body.get("direction", "both")
+    if direction not in ("forward", "backward", "both"):
+        raise InvalidInputError("direction must be forward, backward or both")
+    out["direction"] = direction
+    max_frames = body.get("max_frames")
+    if max_frames is not None and (
+        isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1
+    ):
+        raise InvalidInputError("max_frames must be a positive integer")
+    out["max_frames"] = max_frames
+    object_ids = body.get("object_ids")
+    if object_ids is not None and (
+        not isinstance(object_ids, list)
+        or not all(isinstance(o, int) and not isinstance(o, bool) for o in object_ids)
+    ):
+        raise InvalidInputError("object_ids must be a list of integers")
+    out["object_ids"] = None if object_ids is None else set(object_ids)
+    return out
+
+
+def _result_json(frame_index: int, mattes: list[EncodedMatte], wanted: set[int] | None) -> dict:
+    return {
+        "frame_index": frame_index,
+        "results": [
+            {"object_id": m.object_id, "mask": m.mask, "alpha": m.alpha}
+            for m in mattes
+            if wanted is None or m.object_id in wanted
+        ],
+    }
+
+
+def init_app(app: Flask, store: SessionStore, metrics: Any) -> None:
+    @app.post("/propagate_in_video")
+    def propagate_in_video() -> Response:
+        try:
+            args = _parse(request.get_json(silent=True))
+            entry = store.get(args["session_id"])
+            session = entry.session
+            unknown = (args["object_ids"] or set()) - set(session.object_ids)
+            if unknown:
+                raise InvalidInputError(f"unknown object ids: {sorted(unknown)}")
+            token, epoch = entry.begin_stream()
+            try:
+                frames = session.propagate(
+                    args["start"],
+                    direction=args["direction"],
+                    max_frames=args["max_frames"],
+                    cancel=token,
+                )
+            except BaseException:
+                entry.end_stream(token)
+                raise
+        except MattingError as err:
+            code, message = client_error(err)
+            return json_error(code, message)
+        total = frames_due(
+            args["start"], session.frame_count, args["direction"], args["max_frames"]
+        )
+        ndjson = NDJSON_TYPE in request.headers.get("Accept", "")
+        log.info(
+            "session %s: stream of %d frames from %d (%s)",
+            entry.id,
+            total,
+            args["start"],
+            args["direction"],
+        )
+        body = _generate(entry, frames, token, epoch, total, args["object_ids"], ndjson, metrics)
+        headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        return Response(
+            body,
+            mimetype=NDJSON_TYPE if ndjson else None,
+            headers=headers,
+            content_type=None if ndjson else MULTIPART_TYPE,
+        )
+
+    @app.errorhandler(415)
+    def unsupported(_: Any) -> Response:
+        return json_error(BAD_USER_INPUT, "send Content-Type: application/json")
+
+
+def _generate(
+    entry: SessionEntry,
+    frames: Iterator[Any],
+    token: Any,
+    epoch: int,
+    total: int,
+    wanted: set[int] | None,
+    ndjson: bool,
+    metrics: Any,
+) -> Iterator[bytes]:
+    done = 0
+    cancelled = False
+    metrics.streams.inc()
+    try:
+        if entry.cancelled_since(epoch):
+            token.cancel()  # a cancel that came between the request and the first frame
+        tick = time.perf_counter()
+        for result in frames:
+            mattes = entry.store(result)
+            done += 1
+            now = time.perf_counter()
+            metrics.frames.inc()
+            metrics.frame_seconds.observe(now - tick)
+            tick = now
+            payload = _result_json(result.frame_index, mattes, wanted)
+            if ndjson:
+                line = {"type": "frame", "current": done, "total": total, **payload}
+                yield (json.dumps(line) + "\n").encode()
+            else:
+                yield multipart_part(json.dumps(payload).encode(), done, total, "application/json")
+        cancelled = token.cancelled
+        if ndjson:
+            end = {"type": "end", "frames": done, "total": total, "cancelled": cancelled}
+            yield (json.dumps(end) + "\n").encode()
+    except Exception as err:  # after the headers: end with an error part, never silently
+        code, message = client_error(err)
+        log.warning("session %s: stream failed after %d frames: %s", entry.id, done, code)
+        error = {"error": {"code": code, "message": message}, "frames": done}
+        if ndjson:
+            yield (json.dumps({"type": "error", **error}) + "\n").encode()
+        else:
+            yield multipart_part(json.dumps(error).encode(), done, total, ERROR_PART_TYPE)
+    finally:
+        token.cancel()
+        close = getattr(frames, "close", None)
+        if close is not None:
+            close()
+        entry.end_stream(token)
+        metrics.streams.dec()
+        log.info("session %s: stream ended, %d/%d frames", entry.id, done, total)

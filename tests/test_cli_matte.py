@@ -1,0 +1,84 @@
+"""`sam2-matting matte` end to end as a subprocess, on a clip cut from a shared video."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def _clip(source: Path, dest: Path, frames: int = 8) -> Path:
+    with av.open(str(source)) as src, av.open(str(dest), "w") as dst:
+        out = dst.add_stream("libx264", rate=30)
+        out.width, out.height, out.pix_fmt = 320, 180, "yuv420p"
+        for i, frame in enumerate(src.decode(video=0)):
+            if i == frames:
+                break
+            for packet in out.encode(frame.reformat(320, 180, format="yuv420p")):
+                dst.mux(packet)
+        for packet in out.encode():
+            dst.mux(packet)
+    return dest
+
+
+@pytest.fixture(scope="module")
+def clip(bedroom_video, tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
+    return _clip(bedroom_video, tmp_path_factory.mktemp("clip") / "clip.mp4")
+
+
+def _matte(tiny_model, *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+    cmd = [
+        sys.executable, "-m", "sam2_matting", "matte", *args,
+        "--config", str(tiny_model.config), "--checkpoint", str(tiny_model.checkpoint),
+        "--device", "cpu", "--no-progress",
+    ]  # fmt: skip
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def test_matte_writes_each_format(tiny_model, clip, tmp_path) -> None:
+    mask = np.zeros((180, 320), np.uint8)
+    mask[40:150, 180:300] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    out = tmp_path / "result"
+    done = _matte(
+        tiny_model, str(clip), "--point", "100,80", "--point", "20,20,0",
+        "--object", "2", "--mask", str(tmp_path / "mask.png"),
+        "--format", "png-zip,alpha,prores", "--out", str(out),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    zipped = tmp_path / "result_png-zip.zip"
+    with zipfile.ZipFile(zipped) as z:
+        assert len(z.namelist()) == 8
+    with av.open(str(tmp_path / "result_alpha.mp4")) as c:
+        frames = list(c.decode(video=0))
+    assert len(frames) == 8 and (frames[0].width, frames[0].height) == (320, 180)
+    assert (tmp_path / "result_prores.mov").stat().st_size > 0
+    assert not list(tmp_path.glob("*.partial*")) and not list(tmp_path.glob(".*"))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["MISSING.mp4", "--point", "1,1"], "not found"),
+        (["CLIP", "--point", "1,x"], "comma-separated numbers"),
+        (["CLIP", "--point", "5000,1"], "inside the frame"),
+        (["CLIP"], "at least one --point"),
+        (["CLIP", "--point", "1,1", "--format", "gif"], "gif"),
+        (["CLIP", "--frame", "99", "--point", "1,1"], "out of range"),
+        (["CLIP", "--mask", "NOPE.png"], "not a readable image"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(tiny_model, clip, tmp_path, args, message) -> None:
+    args = [str(clip) if a == "CLIP" else a for a in args]
+    done = _matte(tiny_model, *args, "--out", str(tmp_path / "out"))
+    assert done.returncode != 0
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("sam2-matting: error:"), done.stderr
+    assert message in lines[0]
+    assert not any(p.name.startswith("out") for p in tmp_path.iterdir())
