@@ -158,7 +158,6 @@ class Query:
         entry = _ctx(info).store.get(session_id)
         return [mask_list(f, m) for f, m in entry.cached(frame_indices, object_ids)]
 
-
     @strawberry.field(description="An export job's status, progress and download URL.")
     @guarded
     def export_job(self, info: strawberry.Info, id: str) -> ExportJobInfo:

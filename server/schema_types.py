@@ -218,7 +218,6 @@ class CancelPropagateInVideo:
     success: bool
 
 
-
 @strawberry.type(description="An export of a session's mattes, running in the background.")
 class ExportJobInfo:
     id: str

@@ -74,7 +74,9 @@ def test_matte_writes_each_format(tiny_model, clip, tmp_path) -> None:
         (["CLIP", "--mask", "NOPE.png"], "not a readable image"),
     ],
 )
-def test_bad_input_is_one_line_and_writes_nothing(tiny_model, clip, tmp_path, args, message) -> None:
+def test_bad_input_is_one_line_and_writes_nothing(
+    tiny_model, clip, tmp_path, args, message
+) -> None:
     args = [str(clip) if a == "CLIP" else a for a in args]
     done = _matte(tiny_model, *args, "--out", str(tmp_path / "out"))
     assert done.returncode != 0

@@ -495,8 +495,14 @@ def test_export_png_zip_and_composite(server: Server, tmp_path: Path) -> None:
 
     comp = server.data_of(
         EXPORT,
-        {"input": {"sessionId": sid, "format": "composite", "background": "#0000ff",
-                   "objectIds": [1]}},
+        {
+            "input": {
+                "sessionId": sid,
+                "format": "composite",
+                "background": "#0000ff",
+                "objectIds": [1],
+            }
+        },
     )["exportMatte"]
     done = _wait_job(server, comp["id"])
     assert done["status"] == "done"
