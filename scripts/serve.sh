@@ -16,5 +16,5 @@ if [ "${1:-}" = "--tiny-random" ]; then
         --checkpoint checkpoints/tiny-random/sam2.1_tiny_random.pt "$@"
 fi
 model=${SAM2_MATTING_MODEL:-large}
-"$cli" download "$model" --dir "${SAM2_MATTING_CHECKPOINT_DIR:-checkpoints}"
+"$cli" download "$model" --dir "${SAM2_MATTING_CHECKPOINTS:-checkpoints}"
 exec "$cli" serve --model "$model" "$@"

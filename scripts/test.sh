@@ -5,6 +5,7 @@
 #   bash scripts/test.sh -m slow    # extra pytest arguments are passed through
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/system-deps.sh
 bash scripts/setup.sh
 VENV=${VENV:-.venv}
 echo "== ruff"

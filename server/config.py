@@ -16,7 +16,11 @@ from sam2_matting.errors import InvalidInputError
 
 ENV_PREFIX = "SAM2_MATTING_"
 # Fields whose variable is not prefixed (the anchor demo's names).
-ENV_ALIASES = {"api_url": "API_URL", "api_token": "API_TOKEN"}
+ENV_ALIASES = {
+    "api_url": "API_URL",
+    "api_token": "API_TOKEN",
+    "checkpoint_dir": "SAM2_MATTING_CHECKPOINTS",  # the same variable `download` reads
+}
 
 
 def _split(value: str) -> tuple[str, ...]:

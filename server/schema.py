@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -342,13 +343,14 @@ class MattingSchema(strawberry.Schema):
 
 def build_schema(settings: Settings) -> strawberry.Schema:
     """The schema with the service's limits, error codes and introspection switch."""
+    # Factories, not instances: Strawberry builds fresh extensions for every request.
     extensions: list[Any] = [
-        QueryDepthLimiter(max_depth=settings.max_query_depth),
-        MaxAliasesLimiter(max_alias_count=settings.max_aliases),
-        MaxTokensLimiter(max_token_count=settings.max_tokens),
-        CodedErrors(),
+        partial(QueryDepthLimiter, max_depth=settings.max_query_depth),
+        partial(MaxAliasesLimiter, max_alias_count=settings.max_aliases),
+        partial(MaxTokensLimiter, max_token_count=settings.max_tokens),
+        CodedErrors,
     ]
     if not settings.introspection_enabled:
-        extensions.append(DisableIntrospection())
+        extensions.append(DisableIntrospection)
     mutation = tools.merge_types("Mutation", (Mutation, ExportMutation))
     return MattingSchema(query=Query, mutation=mutation, extensions=extensions)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sam2_matting.codec import encode_coco_binary, encode_matte
-from sam2_matting.errors import BusyError, NotFoundError
+from sam2_matting.errors import BusyError, NotFoundError, SessionBusyError
 from sam2_matting.predictor import CancelToken, MattingPredictor
 from sam2_matting.session import FrameMattes, MattingSession
 
@@ -111,9 +111,13 @@ class SessionEntry:
 
     # -- streams and cancellation --------------------------------------------------------
     def begin_stream(self) -> tuple[CancelToken, int]:
-        """Register a stream when its request arrives (before any frame is computed)."""
+        """Register a stream when its request arrives (before any frame is computed).
+
+        One stream per session at a time: a second one is refused before its headers."""
         token = CancelToken()
         with self.lock:
+            if self._streams or self.session.is_propagating:
+                raise SessionBusyError("this session is already streaming; cancel that first")
             self._streams.add(token)
             return token, self._cancel_epoch
 

@@ -120,7 +120,7 @@ def init_app(app: Flask, store: SessionStore, metrics: Any) -> None:
             unknown = (args["object_ids"] or set()) - set(session.object_ids)
             if unknown:
                 raise InvalidInputError(f"unknown object ids: {sorted(unknown)}")
-            token, epoch = entry.begin_stream()
+            token, epoch = entry.begin_stream()  # SessionBusyError if one is running
             try:
                 frames = session.propagate(
                     args["start"],

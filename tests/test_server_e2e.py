@@ -80,6 +80,7 @@ def _free_port() -> int:
 class Server:
     def __init__(self, url: str, proc: subprocess.Popen[bytes], data: Path) -> None:
         self.url, self.proc, self.data = url, proc, data
+        self.log_path = Path()
 
     def gql(self, query: str, variables: dict[str, Any] | None = None, **kw: Any) -> Any:
         headers = {"Origin": ORIGIN, **kw.pop("headers", {})}
@@ -119,14 +120,14 @@ class Server:
         )
 
 
-@pytest.fixture(scope="module")
-def server(tiny_model, shared_videos, tmp_path_factory) -> Iterator[Server]:  # type: ignore[no-untyped-def]
-    root = tmp_path_factory.mktemp("service")
+def launch(tiny_model, shared_videos, root: Path, **env_extra: str) -> Server:  # type: ignore[no-untyped-def]
+    """Start ``sam2-matting serve`` (gunicorn) on a free port; wait until /ready answers."""
     gallery = root / "gallery"
-    gallery.mkdir()
-    (gallery / "bedroom.mp4").symlink_to(shared_videos / "bedroom.mp4")
-    (gallery / "dog.mp4").symlink_to(shared_videos / "01_dog.mp4")
-    write_clip(shared_videos / "bedroom.mp4", gallery / "small.mp4", frames=12)
+    if not gallery.exists():
+        gallery.mkdir(parents=True)
+        (gallery / "bedroom.mp4").symlink_to(shared_videos / "bedroom.mp4")
+        (gallery / "dog.mp4").symlink_to(shared_videos / "01_dog.mp4")
+        write_clip(shared_videos / "bedroom.mp4", gallery / "small.mp4", frames=12)
     port = _free_port()
     env = {
         **os.environ,
@@ -138,19 +139,21 @@ def server(tiny_model, shared_videos, tmp_path_factory) -> Iterator[Server]:  # 
         "SAM2_MATTING_THREADS": "6",
         "SAM2_MATTING_DEVICE": "cpu",
         "SAM2_MATTING_MAX_UPLOAD_BYTES": str(3 * 1024 * 1024),
+        **env_extra,
     }
     cmd = [
         sys.executable, "-m", "sam2_matting", "serve",
         "--config", str(tiny_model.config), "--checkpoint", str(tiny_model.checkpoint),
         "--port", str(port), "--host", "127.0.0.1",
     ]  # fmt: skip
-    log = open(root / "server.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    log_path = root / f"server-{port}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            pytest.fail("server exited: " + (root / "server.log").read_text()[-3000:])
+            pytest.fail("server exited: " + log_path.read_text()[-3000:])
         try:
             if requests.get(f"{url}/ready", timeout=2).status_code == 200:
                 break
@@ -158,17 +161,30 @@ def server(tiny_model, shared_videos, tmp_path_factory) -> Iterator[Server]:  # 
             time.sleep(0.3)
     else:
         proc.kill()
-        pytest.fail("server did not become ready: " + (root / "server.log").read_text()[-3000:])
-    yield Server(url, proc, root / "data")
-    proc.send_signal(signal.SIGTERM)
+        pytest.fail("server did not become ready: " + log_path.read_text()[-3000:])
+    server = Server(url, proc, root / "data")
+    server.log_path = log_path
+    return server
+
+
+def stop(server: Server) -> str:
+    """SIGTERM, wait, and return the log (which must hold no traceback)."""
+    server.proc.send_signal(signal.SIGTERM)
     try:
-        proc.wait(30)
+        server.proc.wait(30)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        log.close()
-    text = (root / "server.log").read_text()
+        if server.proc.poll() is None:
+            server.proc.kill()
+    text = server.log_path.read_text()
     assert "Traceback" not in text, text[-4000:]
+    return text
+
+
+@pytest.fixture(scope="module")
+def server(tiny_model, shared_videos, tmp_path_factory) -> Iterator[Server]:  # type: ignore[no-untyped-def]
+    s = launch(tiny_model, shared_videos, tmp_path_factory.mktemp("service"))
+    yield s
+    stop(s)
 
 
 def _multipart(resp: requests.Response) -> list[Any]:
@@ -527,3 +543,71 @@ def test_export_before_propagation_is_refused(server: Server) -> None:
     body = server.gql(EXPORT, {"input": {"sessionId": sid, "format": "alpha"}})
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     server.data_of(CLOSE, {"input": {"sessionId": sid}})
+
+
+def test_client_disconnect_stops_the_work(server: Server) -> None:
+    sid = server.start()
+    server.click(sid)
+    resp = server.stream({"session_id": sid, "direction": "forward"}, ndjson=True)
+    first = next(resp.iter_lines())
+    assert json.loads(first)["type"] == "frame"
+    resp.close()  # the client goes away mid-stream
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        info = server.data_of(SESSION, {"id": sid})["session"]
+        if not info["isPropagating"]:
+            break
+        time.sleep(0.2)
+    assert not info["isPropagating"]
+    assert len(info["propagatedFrames"]) < 200  # it stopped, it did not run to the end
+    metrics = requests.get(f"{server.url}/metrics", timeout=5).text
+    assert "sam2_matting_streams 0.0" in metrics
+    server.data_of(CLOSE, {"input": {"sessionId": sid}})
+
+
+def test_second_stream_on_a_session_is_busy(server: Server) -> None:
+    sid = server.start()
+    server.click(sid)
+    first = server.stream({"session_id": sid, "direction": "forward"}, ndjson=True)
+    lines_in = first.iter_lines()
+    next(lines_in)
+    second = server.stream({"session_id": sid, "direction": "forward"}, ndjson=True)
+    assert second.status_code == 503 and second.json()["error"]["code"] == "BUSY"
+    server.data_of(CANCEL, {"input": {"sessionId": sid}})
+    lines = [json.loads(x) for x in lines_in if x]
+    assert lines[-1]["type"] == "end" and lines[-1]["cancelled"]
+    server.data_of(CLOSE, {"input": {"sessionId": sid}})
+
+
+def test_token_production_mode_and_expiry(tiny_model, shared_videos, tmp_path) -> None:
+    s = launch(
+        tiny_model,
+        shared_videos,
+        tmp_path,
+        API_TOKEN="s3cret",
+        SAM2_MATTING_PRODUCTION="1",
+        SAM2_MATTING_SESSION_TTL="2",
+    )
+    try:
+        auth = {"Authorization": "Bearer s3cret"}
+        assert requests.get(f"{s.url}/healthy", timeout=5).status_code == 200
+        for headers in ({}, {"Authorization": "Bearer wrong"}):
+            r = requests.post(
+                f"{s.url}/graphql", json={"query": DEFAULT_VIDEO}, headers=headers, timeout=10
+            )
+            assert r.status_code == 401 and r.json()["error"]["code"] == "UNAUTHENTICATED"
+        r = requests.post(f"{s.url}/propagate_in_video", json={"session_id": "x"}, timeout=10)
+        assert r.status_code == 401
+        assert requests.get(f"{s.url}/gallery/bedroom.mp4", timeout=10).status_code == 401
+        assert s.gql(DEFAULT_VIDEO, headers=auth)["data"]["defaultVideo"]["width"] == 960
+        intro = s.gql("{ __schema { types { name } } }", headers=auth)
+        assert intro["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+        ide = requests.get(f"{s.url}/graphql", headers={**auth, "Accept": "text/html"}, timeout=10)
+        assert "graphiql" not in ide.text.lower()
+        body = s.gql(START, {"input": {"path": "gallery/bedroom.mp4"}}, headers=auth)
+        sid = body["data"]["startSession"]["sessionId"]
+        time.sleep(3)  # idle past the 2 s expiry
+        gone = s.gql(SESSION, {"id": sid}, headers=auth)
+        assert gone["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+    finally:
+        stop(s)

@@ -1,0 +1,176 @@
+"""Server parts on their own: the session store (expiry, cap, cancel races) and stream framing."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from savi_stream import parse_savi_stream
+
+from sam2_matting.errors import BusyError, NotFoundError, SessionBusyError
+from sam2_matting.predictor import build_matting_predictor
+from server.config import Settings
+from server.metrics import create_metrics
+from server.sessions import SessionStore
+from server.stream import ERROR_PART_TYPE, _generate, frames_due, multipart_part
+
+
+@dataclass(frozen=True)
+class Record:
+    id: str
+    file: Path
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_model):  # type: ignore[no-untyped-def]
+    return build_matting_predictor(tiny_model.config, tiny_model.checkpoint, device="cpu")
+
+
+@pytest.fixture
+def store(predictor):  # type: ignore[no-untyped-def]
+    clock = Clock()
+    s = SessionStore(predictor, max_sessions=2, ttl=60, clock=clock)
+    s.clock_ = clock  # type: ignore[attr-defined]
+    yield s
+    s.shutdown()
+
+
+def test_idle_sessions_expire_and_free_their_slot(store, bedroom_video) -> None:
+    video = Record("gallery/bedroom.mp4", bedroom_video)
+    a = store.create(video)
+    store.create(video)
+    with pytest.raises(BusyError):
+        store.create(video)
+    store.clock_.now += 30
+    store.get(a.id)  # touching keeps `a` alive
+    store.clock_.now += 45  # the other one has been idle 75 s > 60 s
+    assert store.purge_expired() == 1
+    assert len(store) == 1
+    store.create(video)  # the freed slot is usable
+    store.clock_.now += 61
+    with pytest.raises(NotFoundError, match="expired"):
+        store.get(a.id)
+
+
+def test_a_streaming_session_does_not_expire(store, bedroom_video) -> None:
+    entry = store.create(Record("gallery/bedroom.mp4", bedroom_video))
+    token, _ = entry.begin_stream()
+    store.clock_.now += 3600
+    assert store.purge_expired() == 0
+    entry.end_stream(token)
+    store.clock_.now += 61
+    assert store.purge_expired() == 1
+
+
+def test_one_stream_per_session(store, bedroom_video) -> None:
+    entry = store.create(Record("gallery/bedroom.mp4", bedroom_video))
+    token, _ = entry.begin_stream()
+    with pytest.raises(SessionBusyError):
+        entry.begin_stream()
+    entry.end_stream(token)
+    entry.end_stream(entry.begin_stream()[0])
+
+
+def test_cancel_between_request_and_first_frame_is_not_lost(store, bedroom_video) -> None:
+    entry = store.create(Record("gallery/bedroom.mp4", bedroom_video))
+    entry.session.add_points(0, 1, [[300, 200]], [1])
+    token, epoch = entry.begin_stream()
+    frames = entry.session.propagate(0, cancel=token)
+    entry.cancel_streams()  # arrives before the generator computes anything
+    metrics = create_metrics(store)
+    lines = list(_generate(entry, frames, token, epoch, 200, None, True, metrics))
+    assert [json.loads(x)["type"] for x in lines] == ["end"]
+    assert json.loads(lines[0])["cancelled"] is True
+    assert not entry.streaming and not entry.session.is_propagating
+
+
+def test_close_during_a_stream_frees_the_session(store, bedroom_video) -> None:
+    entry = store.create(Record("gallery/bedroom.mp4", bedroom_video))
+    entry.session.add_points(0, 1, [[300, 200]], [1])
+    token, epoch = entry.begin_stream()
+    frames = entry.session.propagate(0, cancel=token)
+    metrics = create_metrics(store)
+    gen = _generate(entry, frames, token, epoch, 200, None, False, metrics)
+    first = next(gen)
+    closer = threading.Thread(target=store.close, args=(entry.id,))
+    closer.start()
+    rest = list(gen)
+    closer.join(30)
+    parts = list(parse_savi_stream([first, *rest]))
+    assert 1 <= len(parts) < 200
+    assert entry.session.state == {}  # tracking state freed
+    with pytest.raises(NotFoundError):
+        store.get(entry.id)
+
+
+def test_an_error_after_the_headers_ends_with_an_error_part(store, bedroom_video) -> None:
+    entry = store.create(Record("gallery/bedroom.mp4", bedroom_video))
+    result = entry.session.add_points(0, 1, [[300, 200]], [1])
+
+    def frames():  # type: ignore[no-untyped-def]
+        yield result
+        raise RuntimeError("boom: /secret/path")
+
+    token, epoch = entry.begin_stream()
+    body = list(_generate(entry, frames(), token, epoch, 5, None, False, create_metrics(store)))
+    parts = list(parse_savi_stream(body))
+    assert len(parts) == 2
+    assert parts[0].headers["content-type"] == "application/json; charset=utf-8"
+    assert parts[1].headers["content-type"] == f"{ERROR_PART_TYPE}; charset=utf-8"
+    error = json.loads(parts[1].body)
+    assert error["error"]["code"] == "INTERNAL" and "secret" not in parts[1].body.decode()
+    assert not entry.streaming
+
+
+def test_part_framing_is_byte_exact() -> None:
+    part = multipart_part(b'{"a":1}', 3, 10, "application/json")
+    assert part == (
+        b"--frame\r\nContent-Type: application/json; charset=utf-8\r\nFrame-Current: 3\r\n"
+        b"Frame-Total: 10\r\nMask-Type: RLE[]\r\nContent-Length: 7\r\n\r\n" + b'{"a":1}'
+    )
+
+
+@pytest.mark.parametrize(
+    ("start", "count", "direction", "max_frames", "due"),
+    [
+        (0, 10, "forward", None, 10),
+        (0, 10, "both", None, 10),
+        (4, 10, "both", None, 10),
+        (4, 10, "both", 3, 5),
+        (4, 10, "backward", None, 5),
+        (9, 10, "forward", 5, 1),
+    ],
+)
+def test_frames_due(start, count, direction, max_frames, due) -> None:  # type: ignore[no-untyped-def]
+    assert frames_due(start, count, direction, max_frames) == due
+
+
+def test_settings_from_environment() -> None:
+    s = Settings.from_env(
+        {
+            "SAM2_MATTING_PORT": "8000",
+            "SAM2_MATTING_CORS_ORIGINS": "https://a.example, https://b.example",
+            "SAM2_MATTING_PRODUCTION": "yes",
+            "API_TOKEN": "t",
+            "SAM2_MATTING_CHECKPOINTS": "/w",
+        },
+        host="0.0.0.0",
+    )
+    assert (s.port, s.host, s.api_token, s.checkpoint_dir) == (8000, "0.0.0.0", "t", "/w")
+    assert s.cors_origins == ("https://a.example", "https://b.example")
+    assert not s.graphiql_enabled and not s.introspection_enabled
+    from sam2_matting.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="SAM2_MATTING_PORT"):
+        Settings.from_env({"SAM2_MATTING_PORT": "eighty"})
