@@ -12,6 +12,7 @@ need=()
 command -v nginx >/dev/null 2>&1 || need+=(nginx)
 ls /usr/lib/nginx/modules/ngx_http_js_module.so >/dev/null 2>&1 || need+=(libnginx-mod-http-js)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+ls /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf >/dev/null 2>&1 || need+=(fonts-dejavu-core)
 if [ "${#need[@]}" -gt 0 ]; then
     echo "system-deps: installing ${need[*]}"
     apt-get update -qq

@@ -120,6 +120,9 @@ def create_app(
     from server import stream
 
     stream.init_app(app, store, metrics)
+    from server.page import init_app as init_page
+
+    init_page(app)
     _init_security(app, settings)
     _init_operations(app, predictor, metrics)
     return app
@@ -127,6 +130,9 @@ def create_app(
 
 def _init_security(app: Flask, settings: Settings) -> None:
     allowed = set(settings.cors_origins)
+    # Open without the token; the page's init_app adds its shell to the same set.
+    public: set[str] = app.config.setdefault("PUBLIC_PATHS", set())
+    public.update(PUBLIC_PATHS)
 
     @app.before_request
     def guard() -> Response | None:
@@ -140,7 +146,7 @@ def _init_security(app: Flask, settings: Settings) -> None:
                 # Blocks cross-site form posts (CSRF) without a custom header, which the
                 # stock SAM 2 UI does not send with its uploads.
                 return json_error(FORBIDDEN, f"origin {origin} is not allowed")
-        if settings.api_token and request.path not in PUBLIC_PATHS:
+        if settings.api_token and request.path not in public:
             given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
             given = given or request.args.get("access_token", "")
             if not hmac.compare_digest(given.encode(), settings.api_token.encode()):
