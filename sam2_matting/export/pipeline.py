@@ -138,6 +138,8 @@ def export_video(
     source = Path(source_path)
     if not source.exists():
         raise VideoError(f"{source} does not exist")
+    if Path(out_path).resolve() == source.resolve():
+        raise InvalidInputError(f"the output {out_path} is the source video itself")
     reader: _Reader = (
         _FolderReader(source, rate or DEFAULT_FOLDER_FPS)
         if source.is_dir()

@@ -42,7 +42,7 @@ import numpy as np
 from av.video.reformatter import ColorRange, Colorspace
 
 from sam2_matting.errors import InvalidInputError, VideoError
-from sam2_matting.export.background import Background, BackgroundSpec
+from sam2_matting.export.background import Background, BackgroundSpec, parse_background
 from sam2_matting.export.formats import ExportFormat
 from sam2_matting.export.render import composite_over, foreground, pad_to_even, rgba
 from sam2_matting.export.writers import ExportWriter
@@ -55,6 +55,10 @@ _MPEG_RANGE = 1  # AVCOL_RANGE_MPEG: limited range
 _MP4_AUDIO = frozenset({"aac", "mp3", "alac", "ac3", "eac3"})
 _MOV_AUDIO = _MP4_AUDIO | {"pcm_s16le", "pcm_s16be", "pcm_s24le", "pcm_s24be", "pcm_f32le"}
 _WEBM_AUDIO = frozenset({"opus", "vorbis"})
+# swscale is run single-threaded: with slice threads, rgba -> yuva444p10le was seen here to write
+# wrong values (alpha 512/1023 in the first 8 pixels of row 16, ...) for widths such as 65-72 or
+# 1080, which ProRes then faithfully encoded. One thread costs ~7 ms a 1080p frame.
+_SWSCALE_THREADS = 1
 _AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025, 8000)
 
 
@@ -138,9 +142,7 @@ class VideoWriter(ExportWriter):
         self._background: Background | None = None
         try:
             if fmt.name == "composite":
-                self._background = (background or BackgroundSpec("colour", (0, 255, 0))).open(
-                    width, height
-                )
+                self._background = parse_background(background).open(width, height)
             self._open(audio)
         except av.FFmpegError as err:
             self.abort()
@@ -222,6 +224,7 @@ class VideoWriter(ExportWriter):
             format=self.settings.pix_fmt,
             dst_colorspace=Colorspace.ITU709,
             dst_color_range=ColorRange.MPEG,
+            threads=_SWSCALE_THREADS,
         )
         frame.pts = pts
         frame.time_base = self.time_base
