@@ -45,6 +45,9 @@ class FrameMattes:
     frame_index: int
     object_ids: tuple[int, ...]
     alphas: np.ndarray  # uint8, (objects, H, W)
+    # float32 sigmoid of the logits, (objects, H, W): only for sessions opened with
+    # keep_float=True (evaluation protocols that score unquantised predictions)
+    soft: np.ndarray | None = None
 
     def alpha(self, object_id: int) -> np.ndarray:
         try:
@@ -65,12 +68,15 @@ class MattingSession:
         memory_window: int | None = None,
         offload_state_to_cpu: bool = False,
         max_objects: int = 16,
+        keep_float: bool = False,
     ) -> None:
         self.predictor = predictor
+        self.keep_float = keep_float
         self.model = predictor.model
         self.source: VideoSource = video if isinstance(video, VideoSource) else open_video(video)
         self.max_objects = max_objects
         self._lock = threading.RLock()
+        self._closed = False
         self._propagating = False
         self._cancel = CancelToken()
         # SAM 2 reads at most num_maskmem frames of mask memory (with a stride) and
@@ -103,7 +109,7 @@ class MattingSession:
 
     @property
     def object_ids(self) -> tuple[int, ...]:
-        return tuple(int(i) for i in self.state["obj_ids"])
+        return tuple(int(i) for i in self.state.get("obj_ids", ()))  # () once closed
 
     @property
     def is_propagating(self) -> bool:
@@ -121,7 +127,7 @@ class MattingSession:
 
     def tracked_frames(self) -> list[int]:
         """Frames every object has a result for since the prompts last changed."""
-        per_obj = [set(v) for v in self.state["frames_tracked_per_obj"].values()]
+        per_obj = [set(v) for v in self.state.get("frames_tracked_per_obj", {}).values()]
         return sorted(set.intersection(*per_obj)) if per_obj else []
 
     def frame(self, index: int) -> np.ndarray:
@@ -258,6 +264,8 @@ class MattingSession:
         defaults to the first prompted frame (the last one for ``backward``). ``max_frames``
         bounds the frames processed in each direction. Stops between frames on ``cancel()``.
         """
+        if self._closed:
+            raise NotFoundError("this session is closed")
         if direction not in DIRECTIONS:
             raise InvalidInputError(f"direction must be one of {', '.join(DIRECTIONS)}")
         if max_frames is not None and (isinstance(max_frames, bool) or max_frames < 1):
@@ -300,13 +308,19 @@ class MattingSession:
                     max_frame_num_to_track=pass_limit,
                     reverse=reverse,
                 )
-                for frame_idx, obj_ids, masks in iter_with_context(
-                    gen, self._locked_model_context, token
-                ):
-                    self._release_old_memory(frame_idx, reverse)
-                    if reverse and direction == "both" and frame_idx == start:
-                        continue  # already yielded by the forward pass
-                    yield self._result(frame_idx, obj_ids, masks)
+                try:
+                    for frame_idx, obj_ids, masks in iter_with_context(
+                        gen, self._step_context, token
+                    ):
+                        with self._lock:
+                            if self._closed:
+                                return  # closed between two frames: the state is gone
+                            self._release_old_memory(frame_idx, reverse)
+                        if reverse and direction == "both" and frame_idx == start:
+                            continue  # already yielded by the forward pass
+                        yield self._result(frame_idx, obj_ids, masks)
+                except _SessionClosed:
+                    return
                 if token.cancelled:
                     return
         finally:
@@ -362,7 +376,8 @@ class MattingSession:
 
     def _result(self, frame_idx: int, obj_ids: Sequence[int], masks: torch.Tensor) -> FrameMattes:
         alphas = logits_to_alpha(masks).cpu().numpy()
-        return FrameMattes(int(frame_idx), tuple(int(i) for i in obj_ids), alphas)
+        soft = torch.sigmoid(masks.float()[:, 0]).cpu().numpy() if self.keep_float else None
+        return FrameMattes(int(frame_idx), tuple(int(i) for i in obj_ids), alphas, soft)
 
     @contextlib.contextmanager
     def _model_context(self, *, locked: bool = False) -> Iterator[None]:
@@ -374,10 +389,18 @@ class MattingSession:
             stack.enter_context(self.predictor.autocast())
             yield
 
-    def _locked_model_context(self) -> contextlib.AbstractContextManager[None]:
-        return self._model_context(locked=True)
+    @contextlib.contextmanager
+    def _step_context(self) -> Iterator[None]:
+        """One propagation step: the locks, and a stop if the session was closed meanwhile."""
+        with self._model_context(locked=True):
+            if self._closed:
+                raise _SessionClosed
+            yield
 
     def _check_idle(self) -> None:
+        if self._closed:
+            # A call that was waiting for the lock while another thread closed the session.
+            raise NotFoundError("this session is closed")
         if self._propagating:
             raise SessionBusyError("the session is propagating; cancel it or wait for the end")
 
@@ -437,6 +460,7 @@ class MattingSession:
         """Stop any propagation and release the frames and tracking state."""
         self.cancel()
         with self._lock:
+            self._closed = True
             self.state.clear()
             self.source.close()
 
@@ -448,3 +472,7 @@ class MattingSession:
 
 
 _LOADER_LOCK = threading.Lock()
+
+
+class _SessionClosed(Exception):
+    """Raised inside a propagation step when the session was closed before it."""

@@ -27,6 +27,8 @@ SUBCOMMANDS = (
     "sam2_matting.cli.dev",
     "sam2_matting.cli.adapter",
     "sam2_matting.cli.matte",
+    "sam2_matting.cli.train",
+    "sam2_matting.cli.evaluate",
 )
 
 

@@ -1,0 +1,179 @@
+"""Score a matting adapter against base SAM 2 on a data set, offline.
+
+    sam2-matting evaluate --data DATA/videomatte_512x288 --layout rvm --protocol standard \\
+        --model large --adapter runs/vm/adapter --prompt mask --out eval/vm512
+    sam2-matting evaluate --data DATA/VideoMatte240K_JPEG_SD --layout videomatte --split train \\
+        --clips 200-299 --backgrounds DATA/Backgrounds --protocol course \\
+        --model large --adapter runs/vm/adapter --out eval/course
+    sam2-matting evaluate --data ../shared/data/videos --layout synthetic --max-clips 4 \\
+        --model checkpoints/tiny-random/sam2.1_tiny_random.yaml \\
+        --checkpoint checkpoints/tiny-random/sam2.1_tiny_random.pt --out eval/plumbing
+
+Writes OUT/results.json (every figure and the exact settings), OUT/results.md (adapter against
+base), OUT/per_frame.png and OUT/worst_frames.png. The base model is scored in the same run
+unless --no-base. See docs/training.md for the protocols and layouts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+LAYOUTS = ("rvm", "videomatte", "synthetic")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="score an adapter (and base SAM 2) under the standard or course protocol",
+        description="Score a LoRA matting adapter and base SAM 2 on a data set.",
+    )
+    p.add_argument("--data", required=True, help="data root (videos folder for synthetic)")
+    p.add_argument("--layout", choices=LAYOUTS, default="rvm", help="data layout (default rvm)")
+    p.add_argument("--protocol", choices=("standard", "course"), default="standard")
+    p.add_argument(
+        "--resolution",
+        choices=("auto", "lr", "hr"),
+        default="auto",
+        help="standard protocol variant (auto: hr from 1080 lines)",
+    )
+    p.add_argument("--model", default="large", help="model size, SAM 2 config name or YAML file")
+    p.add_argument("--checkpoint", help="SAM 2 checkpoint (default: the downloaded one)")
+    p.add_argument("--adapter", help="LoRA adapter folder to score against the base model")
+    p.add_argument("--no-base", action="store_true", help="score only the adapter")
+    p.add_argument(
+        "--prompt",
+        choices=("mask", "click", "box", "center-click"),
+        help="frame-0 prompt rule (default: mask for standard, center-click for course)",
+    )
+    p.add_argument("--clicks", type=int, default=1, help="positive clicks for --prompt click")
+    p.add_argument(
+        "--masks",
+        help="folder of supplied first-frame masks (e.g. MatAnyone's): "
+        "<clip>.png or <clip>/<first frame>.png; replaces --prompt",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of prompts, backgrounds, synthetic")
+    p.add_argument("--max-clips", type=int, help="score only the first N clips")
+    p.add_argument("--max-frames", type=int, help="frames per clip (course protocol: 10)")
+    p.add_argument("--split", default="train", help="VideoMatte240K split (videomatte layout)")
+    p.add_argument("--clips", help="VideoMatte240K clip index range, e.g. 200-299")
+    p.add_argument("--backgrounds", help="background image folder (videomatte layout)")
+    p.add_argument("--size", default="144x256", help="HxW of synthetic clips")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--dtype", help="float32 | bfloat16 (default: bf16 on CUDA, fp32 elsewhere)")
+    p.add_argument("--worst", type=int, default=6, help="frames in the worst-frames grid")
+    p.add_argument(
+        "--save-predictions",
+        action="store_true",
+        help="also write OUT/predictions/<model>/<clip>/pha/<frame>.png",
+    )
+    p.add_argument("--out", required=True, help="output folder")
+    p.set_defaults(handler=_evaluate)
+
+
+def _clip_refs(args: argparse.Namespace, frames: int | None) -> list[Any]:
+    from sam2_matting.metrics import evalsets
+    from sam2_matting.training.layout import DataError
+
+    if args.layout == "rvm":
+        refs = evalsets.rvm_clips(args.data, max_frames=frames)
+    elif args.layout == "videomatte":
+        if not args.backgrounds:
+            raise DataError("--layout videomatte needs --backgrounds (a folder of images)")
+        refs = evalsets.course_clips(
+            args.data,
+            args.backgrounds,
+            split=args.split,
+            clip_range=evalsets.parse_range(args.clips),
+            frames=frames or 10,
+            seed=args.seed,
+        )
+    else:
+        try:
+            h, w = (int(v) for v in args.size.lower().split("x"))
+        except ValueError:
+            raise DataError(f"--size must look like 144x256, got {args.size!r}") from None
+        refs = evalsets.synthetic_eval_clips(
+            args.data, count=args.max_clips or 4, frames=frames or 10, size=(h, w), seed=args.seed
+        )
+    return refs[: args.max_clips] if args.max_clips else refs
+
+
+def _first_height(refs: list[Any]) -> int:
+    clip = refs[0].open()
+    src = clip.open_frames()
+    try:
+        return int(src.height)
+    finally:
+        src.close()
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    import torch
+
+    import sam2_matting
+    from sam2_matting.errors import InvalidInputError
+    from sam2_matting.metrics.protocols import get_protocol
+    from sam2_matting.metrics.report import RANDOM_WEIGHTS_NOTE, write_report
+    from sam2_matting.metrics.runner import EvalSettings, evaluate
+    from sam2_matting.predictor import build_matting_predictor
+    from sam2_matting.training.prompts import PromptRule
+
+    if args.no_base and not args.adapter:
+        raise InvalidInputError("--no-base needs --adapter: there would be nothing to score")
+    base_protocol = get_protocol(args.protocol, resolution="lr")
+    frames = args.max_frames or base_protocol.max_frames
+    refs = _clip_refs(args, frames)
+    protocol = get_protocol(
+        args.protocol, resolution=args.resolution, frame_height=_first_height(refs)
+    )
+    try:
+        rule = PromptRule(kind=args.prompt or protocol.prompt, clicks=max(1, args.clicks))
+    except ValueError as err:
+        raise InvalidInputError(str(err)) from err
+    common = {"checkpoint": args.checkpoint, "device": args.device, "dtype": args.dtype}
+    predictors = {}
+    if not args.no_base:
+        predictors["base"] = build_matting_predictor(args.model, **common)
+    if args.adapter:
+        predictors["adapter"] = build_matting_predictor(args.model, adapter=args.adapter, **common)
+    out = Path(args.out)
+    settings = EvalSettings(
+        protocol=protocol,
+        prompt=rule,
+        seed=args.seed,
+        worst=args.worst,
+        save_predictions=out / "predictions" if args.save_predictions else None,
+        mask_dir=Path(args.masks) if args.masks else None,
+    )
+    started = time.time()
+    results, prompts = evaluate(
+        predictors, refs, settings, progress=lambda name: print(f"scored {name}", file=sys.stderr)
+    )
+    first = next(iter(predictors.values()))
+    info = {
+        "command": " ".join(sys.argv),
+        "arguments": {k: v for k, v in vars(args).items() if k != "handler"},
+        "prompt_rule": rule.__dict__,
+        "clips": [r.name for r in refs],
+        "frames_per_clip": frames,
+        "device": str(first.device),
+        "dtype": str(first.dtype).replace("torch.", ""),
+        "versions": {
+            "sam2_matting": sam2_matting.__version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "seconds": round(time.time() - started, 2),
+    }
+    note = RANDOM_WEIGHTS_NOTE if "random" in f"{args.model} {args.checkpoint}".lower() else ""
+    paths = write_report(out, results, prompts, info, protocol, note)
+    print(paths["markdown"].read_text(), end="")
+    for key, path in paths.items():
+        print(f"wrote {path} ({key})")
+    return 0
