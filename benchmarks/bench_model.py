@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -48,6 +49,7 @@ def _clip(dest: Path, frames: int, size: tuple[int, int] = (1280, 720)) -> Path:
                         if written == frames:
                             break
                         img = frame.reformat(size[0], size[1], format="yuv420p")
+                        img.pts, img.time_base = written, Fraction(1, 30)  # one timeline
                         for p in stream.encode(img):
                             out.mux(p)
                         written += 1
