@@ -168,6 +168,7 @@ def build_matting_predictor(
                 f"no checkpoint for model '{spec.name}' at {checkpoint}; "
                 f"get it with `sam2-matting download {spec.name}`"
             )
+    _check_checkpoint_file(Path(checkpoint))
     dev = resolve_device(device)
     sam = build_sam2_model(
         model,
@@ -183,6 +184,26 @@ def build_matting_predictor(
     sam = sam.to(dev)
     sam.eval()
     return MattingPredictor(sam, dtype=resolve_dtype(dtype, dev))
+
+
+def _check_checkpoint_file(path: Path) -> None:
+    """Refuse at once, and say why, a file that cannot be a PyTorch checkpoint at all (torch's
+    own message for one is about ``weights_only``, which sends a user the wrong way)."""
+    import zipfile
+
+    if not path.is_file():
+        return  # the loader reports a missing file, with how to get one
+    try:
+        with open(path, "rb") as f:
+            head = f.read(2)
+        archive = zipfile.is_zipfile(path)
+    except OSError as err:
+        raise CheckpointError(f"cannot read checkpoint {path}: {err.strerror}") from None
+    # torch.save writes a zip archive; the legacy format is a pickle (protocol 2+: 0x80).
+    if not archive and not head.startswith(b"\x80"):
+        raise CheckpointError(
+            f"{path} is not a PyTorch checkpoint (corrupt, truncated or another kind of file)"
+        )
 
 
 class CancelToken:
@@ -214,13 +235,18 @@ def iter_with_context(
     """Step ``gen`` inside ``context()`` each time, yielding outside it.
 
     Autocast and inference-mode state is thread-local: holding it across a ``yield`` would
-    leak it into the consumer's code, so each step enters and leaves the context.
+    leak it into the consumer's code, so each step enters and leaves the context. ``cancel``
+    is checked before each step and again inside the context, since entering it may wait for
+    the model lock: a cancel sent during that wait stops the step before it computes.
     """
     while True:
         if cancel is not None and cancel.cancelled:
             gen.close()
             return
         with context():
+            if cancel is not None and cancel.cancelled:
+                gen.close()
+                return
             try:
                 item = next(gen)
             except StopIteration:

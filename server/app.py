@@ -42,11 +42,26 @@ class MattingGraphQLView(GraphQLView):
         super().__init__(**kwargs)
         self.services = services
 
+    def decode_json(self, data: str | bytes) -> object:
+        try:
+            return super().decode_json(data)
+        except RecursionError:  # a body nested thousands deep: a bad body (400), not a crash
+            raise json.JSONDecodeError("nested too deeply", "", 0) from None
+
     def get_context(self, request: Any, response: Any) -> AppContext:  # type: ignore[override]
         s = self.services
         # Media URLs are absolute: the stock UI runs on another origin than the API.
         base_url = s.base_url or request.host_url.rstrip("/")
-        return AppContext(s.settings, s.store, s.library, base_url, s.exports, request, response)
+        return AppContext(
+            s.settings,
+            s.store,
+            s.library,
+            base_url,
+            s.exports,
+            request,
+            response,
+            principal=g.get("principal"),
+        )
 
 
 def load_predictor(settings: Settings) -> MattingPredictor:
@@ -128,8 +143,31 @@ def create_app(
     return app
 
 
+def begin_shutdown(app: Flask) -> None:
+    """SIGTERM: refuse new work, end running streams with a final part, cancel exports.
+
+    gunicorn then waits for the open requests (now ending) and runs ``worker_exit``, which
+    closes the sessions. Safe to call from any thread, more than once.
+    """
+    services = app.extensions.get("sam2_matting")
+    if services is None:
+        return
+    streams = services.store.begin_shutdown()
+    log.info("shutting down: %d stream(s) cancelled", streams)
+    services.exports.shutdown()
+
+
 def _init_security(app: Flask, settings: Settings) -> None:
     allowed = set(settings.cors_origins)
+    principals = settings.principals()  # client name -> token; empty: no authentication
+
+    def principal_of(given: str) -> str | None:
+        found = None
+        for name, token in principals.items():  # every token is compared: no timing hint
+            if hmac.compare_digest(given.encode(), token.encode()):
+                found = name
+        return found
+
     # Open without the token; the page's init_app adds its shell to the same set.
     public: set[str] = app.config.setdefault("PUBLIC_PATHS", set())
     public.update(PUBLIC_PATHS)
@@ -137,6 +175,9 @@ def _init_security(app: Flask, settings: Settings) -> None:
     @app.before_request
     def guard() -> Response | None:
         g.started = time.perf_counter()
+        if not request.mimetype.startswith("multipart/"):
+            # Only an upload may be large; other bodies (JSON) are parsed in memory.
+            request.max_content_length = settings.max_request_bytes
         origin = request.headers.get("Origin")
         if request.method == "OPTIONS":
             return _preflight(origin, allowed)
@@ -146,10 +187,11 @@ def _init_security(app: Flask, settings: Settings) -> None:
                 # Blocks cross-site form posts (CSRF) without a custom header, which the
                 # stock SAM 2 UI does not send with its uploads.
                 return json_error(FORBIDDEN, f"origin {origin} is not allowed")
-        if settings.api_token and request.path not in public:
+        if principals and request.path not in public:
             given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
             given = given or request.args.get("access_token", "")
-            if not hmac.compare_digest(given.encode(), settings.api_token.encode()):
+            g.principal = principal_of(given)
+            if g.principal is None:
                 return json_error(UNAUTHENTICATED, "missing or wrong API token")
         return None
 
@@ -165,7 +207,8 @@ def _init_security(app: Flask, settings: Settings) -> None:
 
     @app.errorhandler(413)
     def too_large(_: Any) -> Response:
-        return json_error(LIMIT_EXCEEDED, f"request body over {settings.max_upload_bytes} bytes")
+        limit = request.max_content_length or settings.max_upload_bytes
+        return json_error(LIMIT_EXCEEDED, f"request body over {limit} bytes")
 
     @app.errorhandler(404)
     def not_found(_: Any) -> Response:

@@ -59,6 +59,10 @@ def run(args: argparse.Namespace) -> int:
             env[Settings.env_name(name)] = str(value)
     settings = Settings.from_env(env)
     check_checkpoint(settings)
+    # glibc gives each thread that allocates its own arena; with a dozen threads the worker's
+    # memory then keeps rising and falling by tens of MiB (docs/reliability.md, soak). Two
+    # arenas keep it flat; the model's work is in torch, not in malloc.
+    env.setdefault("MALLOC_ARENA_MAX", "2")
     conf = Path(__file__).resolve().parent / "gunicorn.conf.py"
     argv = [sys.executable, "-m", "gunicorn", "-c", str(conf), "server.wsgi:application()"]
     print(f"sam2-matting: serving on http://{settings.host}:{settings.port}", flush=True)

@@ -19,6 +19,7 @@ ENV_PREFIX = "SAM2_MATTING_"
 ENV_ALIASES = {
     "api_url": "API_URL",
     "api_token": "API_TOKEN",
+    "api_tokens": "API_TOKENS",
     "checkpoint_dir": "SAM2_MATTING_CHECKPOINTS",  # the same variable `download` reads
 }
 
@@ -57,12 +58,19 @@ class Settings:
     max_objects: int = field(default=8, metadata={"help": "objects per session"})
     export_ttl: float = field(default=3600.0, metadata={"help": "seconds an export is kept"})
     max_upload_bytes: int = field(default=200 * 1024**2, metadata={"help": "upload size cap"})
+    max_request_bytes: int = field(
+        default=2 * 1024**2, metadata={"help": "size cap of a request that is not an upload"}
+    )
     max_duration_sec: float = field(default=600.0, metadata={"help": "longest video, seconds"})
     max_frames: int = field(default=10_000, metadata={"help": "most frames in a video"})
     max_side: int = field(default=4096, metadata={"help": "largest width or height"})
     max_fps: float = field(default=120.0, metadata={"help": "highest frame rate"})
     # security and operations
     api_token: str | None = field(default=None, metadata={"help": "bearer token (optional)"})
+    api_tokens: tuple[str, ...] = field(
+        default=(),
+        metadata={"help": "per-client bearer tokens, name:token,... (sessions stay private)"},
+    )
     cors_origins: tuple[str, ...] = field(
         default=("http://localhost:7262", "http://127.0.0.1:7262"),
         metadata={"help": "allowed browser origins (comma-separated)"},
@@ -90,6 +98,29 @@ class Settings:
     @property
     def introspection_enabled(self) -> bool:
         return self.introspection if self.introspection is not None else not self.production
+
+    def principals(self) -> dict[str, str]:
+        """Client name -> bearer token; empty when the service is open (no token set).
+
+        ``API_TOKEN`` is the client ``default``; ``API_TOKENS`` names one client per token.
+        Sessions and exports belong to the client that made them.
+        """
+        out: dict[str, str] = {}
+        if self.api_token:
+            out["default"] = self.api_token
+        for item in self.api_tokens:
+            name, sep, token = item.partition(":")
+            name, token = name.strip(), token.strip()
+            if not sep or not name or not token:
+                raise InvalidInputError(f"{self.env_name('api_tokens')}: expected name:token")
+            if name in out:
+                raise InvalidInputError(
+                    f"{self.env_name('api_tokens')}: client name {name!r} is used twice"
+                )
+            out[name] = token
+        if len(set(out.values())) != len(out):
+            raise InvalidInputError("two clients share one API token")
+        return out
 
     @staticmethod
     def env_name(name: str) -> str:

@@ -31,8 +31,17 @@ LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
 UNAUTHENTICATED = "UNAUTHENTICATED"
 FORBIDDEN = "FORBIDDEN"
 INTERNAL = "INTERNAL"
+SHUTTING_DOWN = "SHUTTING_DOWN"  # a stream's final part when the server stops under it
 
-_LIMIT_WORDS = ("exceeds maximum", "max tokens", "maximum operation depth", "aliases")
+_LIMIT_WORDS = (
+    "exceeds maximum",
+    "max tokens",
+    "parsing aborted",  # "Document contains more than 2000 tokens. Parsing aborted."
+    "maximum operation depth",
+    "maximum introspection depth",
+    "aliases",
+    "validation aborted",  # graphql-core's work budget (e.g. 1,500 copies of one field)
+)
 
 
 def error_code(err: BaseException) -> str:

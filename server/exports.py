@@ -5,11 +5,19 @@ the model responsive); ``exportJob`` reports its status and progress; the finish
 served at ``/exports/<job id>/<file>`` with its format's content type. A job is cancelled and its
 files deleted when its session closes or expires, and finished exports expire after
 ``export_ttl`` seconds. A failed or cancelled job leaves no file behind.
+
+A finished export is recorded beside its file (``<job id>/.job.json``), so it stays
+downloadable after a restart (or from another replica sharing the data folder) until it
+expires; a shutdown cancels running jobs but keeps finished files. Folders a killed process
+left half-written (no record) are removed once nothing in them changed for an hour. With
+per-client tokens a job belongs to the session's client, like the session.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import re
 import shutil
 import threading
@@ -22,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from flask import Blueprint, Flask, Response, send_file
+from flask import Blueprint, Flask, Response, g, send_file
 
 from sam2_matting.codec import decode_matte
 from sam2_matting.errors import CancelledError, InvalidInputError, NotFoundError
@@ -33,6 +41,8 @@ from server.errors import client_error
 log = logging.getLogger(__name__)
 JOB_ID = re.compile(r"[0-9a-f]{32}")
 MAX_JOBS = 64
+RECORD = ".job.json"
+STALE_SECONDS = 3600.0  # a folder without a record, untouched this long, is a dead job's
 
 
 @dataclass
@@ -48,6 +58,7 @@ class ExportJob:
     error: str | None = None
     file: Path | None = None
     finished_at: float | None = None
+    owner: str | None = None  # the client of the session (per-client tokens), else None
     cancel: CancelToken = field(default_factory=CancelToken)
 
     @property
@@ -77,6 +88,8 @@ class ExportJobs:
         self._jobs: dict[str, ExportJob] = {}
         self._lock = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export")
+        self._stopping = False
+        self.purge()
 
     def start(
         self,
@@ -105,48 +118,115 @@ class ExportJobs:
         with self._lock:
             if sum(j.status in ("queued", "running") for j in self._jobs.values()) >= MAX_JOBS:
                 raise InvalidInputError("too many exports queued; wait for one to finish")
-            job = ExportJob(uuid.uuid4().hex, entry.id, spec.name, ids)
+            job = ExportJob(uuid.uuid4().hex, entry.id, spec.name, ids, owner=entry.owner)
             job.total = entry.session.frame_count
             self._jobs[job.id] = job
         self._pool.submit(self._run, job, entry, background, premultiplied)
         return job
 
-    def get(self, job_id: str) -> ExportJob:
+    def get(self, job_id: str, owner: str | None = None) -> ExportJob:
+        """Job ``job_id`` of client ``owner``; NotFoundError if unknown, expired or another
+        client's. A finished job is also found from its record on disk (after a restart)."""
         with self._lock:
             job = self._jobs.get(job_id)
-        if job is None:
-            raise NotFoundError(f"no export job {job_id!r}")
+        if job is None and JOB_ID.fullmatch(job_id):
+            job = self._load(job_id)
+        if job is None or job.owner != owner:
+            raise NotFoundError(f"no export job {job_id[:64]!r}")
         return job
 
-    def cancel(self, job_id: str) -> ExportJob:
-        job = self.get(job_id)
+    def cancel(self, job_id: str, owner: str | None = None) -> ExportJob:
+        job = self.get(job_id, owner)
         job.cancel.cancel()
         return job
 
     def drop_session(self, session_id: str) -> None:
-        """The session is gone: cancel its jobs and delete their files."""
+        """The session is gone: cancel its jobs and delete their files (not on shutdown:
+        finished exports outlive a restart)."""
         with self._lock:
             jobs = [j for j in self._jobs.values() if j.session_id == session_id]
         for job in jobs:
             job.cancel.cancel()
-            if job.status not in ("queued", "running"):
+            if job.status not in ("queued", "running") and not self._stopping:
                 self._forget(job)
 
     def purge(self) -> None:
+        """Forget expired jobs; delete their folders and those of jobs a dead process left."""
         now = time.time()
         with self._lock:
             old = [
                 j for j in self._jobs.values() if j.finished_at and now - j.finished_at > self.ttl
             ]
+            live = set(self._jobs)
         for job in old:
             self._forget(job)
+        for folder in self.root.iterdir():
+            if folder.name in live or not folder.is_dir():
+                continue
+            try:
+                record = folder / RECORD
+                if record.is_file():
+                    expired = now - record.stat().st_mtime > self.ttl
+                else:  # half-written, or a job of another replica still running
+                    expired = now - _newest_mtime(folder) > max(STALE_SECONDS, self.ttl)
+            except OSError:
+                continue
+            if expired:
+                shutil.rmtree(folder, ignore_errors=True)
 
     def shutdown(self) -> None:
+        """Cancel every job (partial files are deleted); finished exports stay on disk."""
+        self._stopping = True
         with self._lock:
             jobs = list(self._jobs.values())
         for job in jobs:
             job.cancel.cancel()
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def _load(self, job_id: str) -> ExportJob | None:
+        """A finished job from its record on disk, or None (unknown, expired, damaged)."""
+        folder = self.root / job_id
+        try:
+            record = folder / RECORD
+            meta = json.loads(record.read_text())
+            finished = record.stat().st_mtime
+            file = folder / str(meta["file"])
+            if file.parent != folder or not file.is_file():
+                return None
+            job = ExportJob(
+                job_id,
+                str(meta["session_id"]),
+                str(meta["format"]),
+                [int(o) for o in meta["object_ids"]],
+                status="done",
+                done=int(meta["frames"]),
+                total=int(meta["frames"]),
+                file=file,
+                finished_at=finished,
+                owner=meta.get("owner"),
+            )
+            get_format(job.format)
+        except (OSError, ValueError, KeyError, TypeError, InvalidInputError):
+            return None
+        if time.time() - finished > self.ttl:
+            return None
+        with self._lock:
+            return self._jobs.setdefault(job_id, job)
+
+    def _record(self, job: ExportJob) -> None:
+        """Write the finished job's record beside its file (atomically)."""
+        assert job.file is not None
+        meta = {
+            "session_id": job.session_id,
+            "format": job.format,
+            "object_ids": job.object_ids,
+            "frames": job.done,
+            "file": job.file.name,
+            "owner": job.owner,
+        }
+        tmp = job.file.parent / f"{RECORD}.tmp"
+        tmp.write_text(json.dumps(meta))
+        os.replace(tmp, job.file.parent / RECORD)
 
     def _forget(self, job: ExportJob) -> None:
         with self._lock:
@@ -187,6 +267,7 @@ class ExportJobs:
                 progress=progress,
             )
             job.file = out
+            self._record(job)
             self._finish(job, "done")
         except CancelledError:
             shutil.rmtree(folder, ignore_errors=True)
@@ -202,6 +283,10 @@ class ExportJobs:
         log.info("export %s (%s, session %s): %s", job.id, job.format, job.session_id, status)
 
 
+def _newest_mtime(folder: Path) -> float:
+    return max([folder.stat().st_mtime, *(p.stat().st_mtime for p in folder.iterdir())])
+
+
 def init_app(app: Flask, jobs: ExportJobs) -> None:
     bp = Blueprint("exports", __name__)
 
@@ -210,7 +295,7 @@ def init_app(app: Flask, jobs: ExportJobs) -> None:
         if not JOB_ID.fullmatch(job_id):
             return Response("not found", status=404, mimetype="text/plain")
         try:
-            job = jobs.get(job_id)
+            job = jobs.get(job_id, owner=g.get("principal"))
         except NotFoundError:
             return Response("not found", status=404, mimetype="text/plain")
         if job.file is None or job.file.name != name or not job.file.is_file():

@@ -27,7 +27,7 @@ from strawberry.extensions import (
 from strawberry.file_uploads import Upload
 
 from sam2_matting.codec import decode_coco_binary, decode_matte
-from sam2_matting.errors import InvalidInputError, MattingError
+from sam2_matting.errors import InvalidInputError, MattingError, NotFoundError
 from server.config import Settings
 from server.errors import CodedErrors, guarded
 from server.schema_types import (
@@ -71,11 +71,19 @@ class AppContext:
     exports: Any = None  # server.exports.ExportJobs
     request: Any = None
     response: Any = None
+    principal: str | None = None  # the client's name with per-client tokens, else None
 
 
 def _ctx(info: strawberry.Info) -> AppContext:
     ctx: AppContext = info.context
     return ctx
+
+
+def _session(info: strawberry.Info, session_id: str) -> SessionEntry:
+    """The caller's live session (NotFoundError for an unknown id or another client's)."""
+    ctx = _ctx(info)
+    entry: SessionEntry = ctx.store.get(session_id, owner=ctx.principal)
+    return entry
 
 
 def _job_info(job: Any, base_url: str) -> ExportJobInfo:
@@ -110,6 +118,39 @@ def _results(entry: SessionEntry, results: Iterable[Any]) -> list[RLEMaskListOnF
 
 
 @strawberry.type
+class VideoConnection(relay.ListConnection[Video]):
+    """The gallery page (same GraphQL name as before): bad paging arguments are the client's
+    error (BAD_USER_INPUT), not an internal one."""
+
+    @classmethod
+    def resolve_connection(  # type: ignore[override]
+        cls,
+        nodes: Iterable[Video],
+        *,
+        info: strawberry.Info,
+        before: str | None = None,
+        after: str | None = None,
+        first: int | None = None,
+        last: int | None = None,
+        max_results: int | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        try:
+            return super().resolve_connection(
+                nodes,
+                info=info,
+                before=before,
+                after=after,
+                first=first,
+                last=last,
+                max_results=max_results,
+                **kwargs,
+            )
+        except (ValueError, TypeError) as err:  # an undecodable cursor, a negative count
+            raise InvalidInputError(f"bad paging arguments: {err}") from None
+
+
+@strawberry.type
 class Query:
     @strawberry.field
     @guarded
@@ -117,7 +158,7 @@ class Query:
         ctx = _ctx(info)
         return Video.from_record(ctx.library.default_video(), ctx.base_url)
 
-    @relay.connection(relay.ListConnection[Video])
+    @relay.connection(VideoConnection)
     def videos(self, info: strawberry.Info) -> Iterable[Video]:
         ctx = _ctx(info)
         return [Video.from_record(r, ctx.base_url) for r in ctx.library.gallery()]
@@ -126,7 +167,7 @@ class Query:
     @guarded
     def session(self, info: strawberry.Info, session_id: str) -> SessionInfo:
         ctx = _ctx(info)
-        entry = ctx.store.get(session_id)
+        entry = _session(info, session_id)
         s = entry.session
         wall_expiry = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=entry.expires_in())
         return SessionInfo(
@@ -156,14 +197,14 @@ class Query:
     ) -> list[RLEMaskListOnFrame]:
         if len(frame_indices) > MAX_FRAMES_PER_QUERY:
             raise InvalidInputError(f"at most {MAX_FRAMES_PER_QUERY} frames per query")
-        entry = _ctx(info).store.get(session_id)
+        entry = _session(info, session_id)
         return [mask_list(f, m) for f, m in entry.cached(frame_indices, object_ids)]
 
     @strawberry.field(description="An export job's status, progress and download URL.")
     @guarded
     def export_job(self, info: strawberry.Info, id: str) -> ExportJobInfo:
         ctx = _ctx(info)
-        return _job_info(ctx.exports.get(id), ctx.base_url)
+        return _job_info(ctx.exports.get(id, owner=ctx.principal), ctx.base_url)
 
     @strawberry.field(description="The formats exportMatte writes.")
     def export_formats(self) -> list[ExportFormatInfo]:
@@ -201,17 +242,22 @@ class Mutation:
     def start_session(self, info: strawberry.Info, input: StartSessionInput) -> StartSession:
         ctx = _ctx(info)
         record = ctx.library.resolve(input.path)
-        return StartSession(session_id=ctx.store.create(record).id)
+        return StartSession(session_id=ctx.store.create(record, owner=ctx.principal).id)
 
     @strawberry.mutation
     @guarded
     def close_session(self, info: strawberry.Info, input: CloseSessionInput) -> CloseSession:
-        return CloseSession(success=_ctx(info).store.close(input.session_id))
+        ctx = _ctx(info)
+        try:
+            entry = _session(info, input.session_id)
+        except NotFoundError:
+            return CloseSession(success=False)  # as for an unknown id: nothing to close
+        return CloseSession(success=ctx.store.close(entry.id))
 
     @strawberry.mutation
     @guarded
     def add_points(self, info: strawberry.Info, input: AddPointsInput) -> RLEMaskListOnFrame:
-        entry = _ctx(info).store.get(input.session_id)
+        entry = _session(info, input.session_id)
         result = entry.session.add_points(
             input.frame_index,
             input.object_id,
@@ -226,7 +272,7 @@ class Mutation:
     @strawberry.mutation(description="Prompt with a box (normalised x0, y0, x1, y1).")
     @guarded
     def add_box(self, info: strawberry.Info, input: AddBoxInput) -> RLEMaskListOnFrame:
-        entry = _ctx(info).store.get(input.session_id)
+        entry = _session(info, input.session_id)
         result = entry.session.add_box(
             input.frame_index,
             input.object_id,
@@ -241,7 +287,7 @@ class Mutation:
     @strawberry.mutation(description="Prompt with a mask: a matte (alpha >= 128) or COCO RLE.")
     @guarded
     def add_mask(self, info: strawberry.Info, input: AddMaskInput) -> RLEMaskListOnFrame:
-        entry = _ctx(info).store.get(input.session_id)
+        entry = _session(info, input.session_id)
         s = entry.session
         if (input.alpha is None) == (input.rle_mask is None):
             raise InvalidInputError("give exactly one of alpha or rleMask")
@@ -268,7 +314,7 @@ class Mutation:
     def clear_points_in_frame(
         self, info: strawberry.Info, input: ClearPointsInFrameInput
     ) -> RLEMaskListOnFrame:
-        entry = _ctx(info).store.get(input.session_id)
+        entry = _session(info, input.session_id)
         result = entry.session.clear_points_in_frame(input.frame_index, input.object_id)
         entry.invalidate()
         return _results(entry, [result])[0]
@@ -278,7 +324,7 @@ class Mutation:
     def clear_points_in_video(
         self, info: strawberry.Info, input: ClearPointsInVideoInput
     ) -> ClearPointsInVideo:
-        entry = _ctx(info).store.get(input.session_id)
+        entry = _session(info, input.session_id)
         entry.session.clear_points_in_video()
         entry.invalidate()
         return ClearPointsInVideo(success=True)
@@ -288,7 +334,7 @@ class Mutation:
     def remove_object(
         self, info: strawberry.Info, input: RemoveObjectInput
     ) -> list[RLEMaskListOnFrame]:
-        entry = _ctx(info).store.get(input.session_id)
+        entry = _session(info, input.session_id)
         if input.object_id not in entry.session.object_ids:
             return []  # as the demo: an unknown id changes nothing
         results = entry.session.remove_object(input.object_id)
@@ -300,7 +346,7 @@ class Mutation:
     def cancel_propagate_in_video(
         self, info: strawberry.Info, input: CancelPropagateInVideoInput
     ) -> CancelPropagateInVideo:
-        entry = _ctx(info).store.get(input.session_id)
+        entry = _session(info, input.session_id)
         entry.cancel_streams()
         return CancelPropagateInVideo(success=True)
 
@@ -311,7 +357,7 @@ class ExportMutation:
     @guarded
     def export_matte(self, info: strawberry.Info, input: ExportMatteInput) -> ExportJobInfo:
         ctx = _ctx(info)
-        entry = ctx.store.get(input.session_id)
+        entry = _session(info, input.session_id)
         job = ctx.exports.start(
             entry,
             input.format,
@@ -325,7 +371,7 @@ class ExportMutation:
     @guarded
     def cancel_export(self, info: strawberry.Info, input: CancelExportInput) -> ExportJobInfo:
         ctx = _ctx(info)
-        return _job_info(ctx.exports.cancel(input.job_id), ctx.base_url)
+        return _job_info(ctx.exports.cancel(input.job_id, owner=ctx.principal), ctx.base_url)
 
 
 class MattingSchema(strawberry.Schema):

@@ -5,6 +5,11 @@ record, the mattes already computed (so clients can fetch them again without rec
 the cancel tokens of its running streams. The store enforces ``max_sessions`` (``BusyError``),
 expires sessions idle for ``ttl`` seconds, and frees a session's memory at once on close, even
 while one of its streams runs (the stream stops at its next frame).
+
+With per-client tokens a session belongs to the client (``owner``) that started it: another
+client's id is answered as unknown (``NotFoundError``), so ids neither work nor leak across
+clients. On shutdown (:meth:`SessionStore.begin_shutdown`) new sessions and streams are refused
+and running streams are cancelled, so they end with a final part instead of being cut.
 """
 
 from __future__ import annotations
@@ -51,6 +56,9 @@ class SessionEntry:
     created: float = 0.0
     last_used: float = 0.0
     closed: bool = False
+    owner: str | None = None  # the client that started it (None: the service has no tokens)
+    # why the streams were last cancelled: "cancelled" (a client), "closed", "shutdown"
+    stop_reason: str = "cancelled"
     lock: threading.RLock = field(default_factory=threading.RLock)
     # frame index -> object id -> encoded matte, from clicks and propagation
     mattes: dict[int, dict[int, EncodedMatte]] = field(default_factory=dict)
@@ -126,10 +134,11 @@ class SessionEntry:
             self._streams.discard(token)
         self.touch()
 
-    def cancel_streams(self) -> int:
+    def cancel_streams(self, reason: str = "cancelled") -> int:
         """Cancel every registered stream. A stream registered but not yet started sees the
         epoch change and ends before its first frame, so a cancel is never lost to a race."""
         with self.lock:
+            self.stop_reason = reason
             self._cancel_epoch += 1
             for token in self._streams:
                 token.cancel()
@@ -164,6 +173,7 @@ class SessionStore:
         self._lock = threading.Lock()
         self._opening = 0
         self._stop = threading.Event()
+        self._draining = threading.Event()
         self._reaper: threading.Thread | None = None
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -178,15 +188,31 @@ class SessionStore:
         self._reaper = threading.Thread(target=run, name="session-reaper", daemon=True)
         self._reaper.start()
 
+    @property
+    def draining(self) -> bool:
+        """True once :meth:`begin_shutdown` ran: no new sessions or streams."""
+        return self._draining.is_set()
+
+    def begin_shutdown(self) -> int:
+        """Refuse new sessions and streams; cancel running streams (they end with a final
+        part at their next frame). Sessions stay open until :meth:`shutdown`. Returns the
+        number of streams cancelled."""
+        self._draining.set()
+        return sum(entry.cancel_streams("shutdown") for entry in self.entries())
+
     def shutdown(self) -> None:
         """Stop the reaper, cancel every stream and close every session."""
+        self._draining.set()
         self._stop.set()
         for entry in self.entries():
-            self.close(entry.id)
+            self.close(entry.id, reason="shutdown")
 
     # -- operations ----------------------------------------------------------------------
-    def create(self, video: Any) -> SessionEntry:
-        """Open a session on a resolved video record; ``BusyError`` at the cap."""
+    def create(self, video: Any, owner: str | None = None) -> SessionEntry:
+        """Open a session on a resolved video record for client ``owner``; ``BusyError`` at
+        the cap or while shutting down."""
+        if self.draining:
+            raise BusyError("the server is shutting down; try again in a moment")
         self.purge_expired()
         with self._lock:
             if len(self._entries) + self._opening >= self.max_sessions:
@@ -209,32 +235,35 @@ class SessionStore:
             clock=self.clock,
             created=now,
             last_used=now,
+            owner=owner,
         )
         with self._lock:
             self._entries[entry.id] = entry
         log.info("session %s opened on %s", entry.id, video.id)
         return entry
 
-    def get(self, session_id: str) -> SessionEntry:
-        """The live session ``session_id`` (touched); ``NotFoundError`` if unknown or expired."""
+    def get(self, session_id: str, owner: str | None = None) -> SessionEntry:
+        """The live session ``session_id`` of client ``owner`` (touched); ``NotFoundError`` if
+        unknown, expired or another client's (the same answer, so ids do not leak)."""
         with self._lock:
             entry = self._entries.get(session_id)
-        if entry is None or entry.closed:
-            raise NotFoundError(f"no session {session_id!r} (it may have expired or been closed)")
+        shown = session_id[:64]  # never echo a huge id back (or into the log)
+        if entry is None or entry.closed or entry.owner != owner:
+            raise NotFoundError(f"no session {shown!r} (it may have expired or been closed)")
         if entry.expired():
-            self.close(session_id)
-            raise NotFoundError(f"session {session_id!r} expired")
+            self.close(session_id, reason="expired")
+            raise NotFoundError(f"session {shown!r} expired")
         entry.touch()
         return entry
 
-    def close(self, session_id: str) -> bool:
+    def close(self, session_id: str, *, reason: str = "closed") -> bool:
         """Close a session now: cancel its streams and free its memory. False if unknown."""
         with self._lock:
             entry = self._entries.pop(session_id, None)
         if entry is None:
             return False
         entry.closed = True
-        entry.cancel_streams()
+        entry.cancel_streams(reason)
         entry.session.close()  # waits for the current frame, then frees the state
         with entry.lock:
             entry.mattes.clear()
@@ -247,7 +276,7 @@ class SessionStore:
         expired = [e.id for e in self.entries() if e.expired()]
         for sid in expired:
             log.info("session %s expired", sid)
-            self.close(sid)
+            self.close(sid, reason="expired")
         return len(expired)
 
     def entries(self) -> list[SessionEntry]:

@@ -13,6 +13,12 @@ JSON part is ``{"frame_index": i, "results": [{"object_id", "mask", "alpha"}]}``
 with ``{"type": "end"}``. An error after the headers ends the stream with an error part
 (content type ``application/vnd.sam2-matting.error+json``, which the stock UI ignores) or an
 ``{"type": "error"}`` line. Cancel with the ``cancelPropagateInVideo`` mutation, or disconnect.
+
+A stream stopped before its last frame ends with ``{"type": "end", "cancelled": true,
+"reason": ...}``: ``cancelled`` (the mutation), ``closed`` (``closeSession``), ``expired`` or
+``shutdown`` (the server is stopping, e.g. on SIGTERM). A multipart stream stopped by a
+shutdown ends with an error part of code ``SHUTTING_DOWN``, so no client mistakes it for a
+finished propagation.
 """
 
 from __future__ import annotations
@@ -23,10 +29,10 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Flask, Response, request
+from flask import Flask, Response, g, request
 
-from sam2_matting.errors import InvalidInputError, MattingError
-from server.errors import BAD_USER_INPUT, client_error, http_status
+from sam2_matting.errors import BusyError, InvalidInputError, MattingError
+from server.errors import BAD_USER_INPUT, SHUTTING_DOWN, client_error, http_status
 from server.sessions import EncodedMatte, SessionEntry, SessionStore
 
 log = logging.getLogger(__name__)
@@ -114,8 +120,14 @@ def init_app(app: Flask, store: SessionStore, metrics: Any) -> None:
     @app.post("/propagate_in_video")
     def propagate_in_video() -> Response:
         try:
-            args = _parse(request.get_json(silent=True))
-            entry = store.get(args["session_id"])
+            try:
+                body = request.get_json(silent=True)
+            except RecursionError:  # JSON nested thousands deep
+                body = None
+            args = _parse(body)
+            entry = store.get(args["session_id"], owner=g.get("principal"))
+            if store.draining:
+                raise BusyError("the server is shutting down; try again in a moment")
             session = entry.session
             unknown = (args["object_ids"] or set()) - set(session.object_ids)
             if unknown:
@@ -145,7 +157,9 @@ def init_app(app: Flask, store: SessionStore, metrics: Any) -> None:
             args["start"],
             args["direction"],
         )
-        body = _generate(entry, frames, token, epoch, total, args["object_ids"], ndjson, metrics)
+        body = _generate(
+            entry, frames, token, epoch, total, args["object_ids"], ndjson, metrics, store
+        )
         headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
         return Response(
             body,
@@ -168,12 +182,13 @@ def _generate(
     wanted: set[int] | None,
     ndjson: bool,
     metrics: Any,
+    store: Any = None,
 ) -> Iterator[bytes]:
     done = 0
     cancelled = False
     metrics.streams.inc()
     try:
-        if entry.cancelled_since(epoch):
+        if entry.cancelled_since(epoch) or (store is not None and store.draining):
             token.cancel()  # a cancel that came between the request and the first frame
         tick = time.perf_counter()
         for result in frames:
@@ -189,10 +204,26 @@ def _generate(
                 yield (json.dumps(line) + "\n").encode()
             else:
                 yield multipart_part(json.dumps(payload).encode(), done, total, "application/json")
-        cancelled = token.cancelled
+        cancelled = token.cancelled and done < total
+        reason = entry.stop_reason if cancelled else None
+        if cancelled and store is not None and store.draining:
+            reason = "shutdown"
         if ndjson:
-            end = {"type": "end", "frames": done, "total": total, "cancelled": cancelled}
+            end: dict[str, Any] = {
+                "type": "end",
+                "frames": done,
+                "total": total,
+                "cancelled": cancelled,
+            }
+            if reason:
+                end["reason"] = reason
             yield (json.dumps(end) + "\n").encode()
+        elif reason == "shutdown":
+            error = {
+                "error": {"code": SHUTTING_DOWN, "message": "the server is shutting down"},
+                "frames": done,
+            }
+            yield multipart_part(json.dumps(error).encode(), done, total, ERROR_PART_TYPE)
     except Exception as err:  # after the headers: end with an error part, never silently
         code, message = client_error(err)
         log.warning("session %s: stream failed after %d frames: %s", entry.id, done, code)
