@@ -150,21 +150,28 @@ def launch(tiny_model, shared_videos, root: Path, **env_extra: str) -> Server:  
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_ready(proc, url, log_path)
+    except BaseException:
+        proc.kill()  # never leave a server behind when start-up fails
+        proc.wait(10)
+        raise
+    server = Server(url, proc, root / "data")
+    server.log_path = log_path
+    return server
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], url: str, log_path: Path) -> None:
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             pytest.fail("server exited: " + log_path.read_text()[-3000:])
         try:
             if requests.get(f"{url}/ready", timeout=2).status_code == 200:
-                break
+                return
         except (requests.ConnectionError, requests.Timeout):
             time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail("server did not become ready: " + log_path.read_text()[-3000:])
-    server = Server(url, proc, root / "data")
-    server.log_path = log_path
-    return server
+    pytest.fail("server did not become ready: " + log_path.read_text()[-3000:])
 
 
 def stop(server: Server) -> str:
