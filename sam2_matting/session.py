@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -25,17 +25,20 @@ from sam2_matting.errors import (
     NotFoundError,
     SessionBusyError,
 )
+from sam2_matting.limits import (
+    DEFAULT_MAX_OBJECTS,
+    MAX_OBJECT_ID,
+    MAX_POINTS,
+    Direction,
+    check_direction,
+    check_max_frames,
+)
 from sam2_matting.predictor import CancelToken, iter_with_context, logits_to_alpha
 from sam2_matting.sam_frames import SamFrames
 from sam2_matting.video import VideoSource, open_video
 
 if TYPE_CHECKING:
     from sam2_matting.predictor import MattingPredictor
-
-Direction = Literal["forward", "backward", "both"]
-DIRECTIONS: tuple[str, ...] = ("forward", "backward", "both")
-MAX_OBJECT_ID = 1_000_000
-MAX_POINTS = 1_000
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ class MattingSession:
         cache_size: int = 8,
         memory_window: int | None = None,
         offload_state_to_cpu: bool = False,
-        max_objects: int = 16,
+        max_objects: int = DEFAULT_MAX_OBJECTS,
         keep_float: bool = False,
     ) -> None:
         self.predictor = predictor
@@ -266,10 +269,8 @@ class MattingSession:
         """
         if self._closed:
             raise NotFoundError("this session is closed")
-        if direction not in DIRECTIONS:
-            raise InvalidInputError(f"direction must be one of {', '.join(DIRECTIONS)}")
-        if max_frames is not None and (isinstance(max_frames, bool) or max_frames < 1):
-            raise InvalidInputError("max_frames must be a positive integer")
+        direction = check_direction(direction)
+        max_frames = check_max_frames(max_frames)
         prompted = sorted({f for fs in self.prompted_frames().values() for f in fs})
         if not prompted:
             raise InvalidInputError("add a point, box or mask before propagating")

@@ -31,6 +31,7 @@ import numpy as np
 from PIL import Image
 
 from sam2_matting.errors import FrameIndexError, InvalidInputError, VideoError
+from sam2_matting.limits import DEFAULT_FOLDER_FPS
 
 __all__ = [
     "DEFAULT_CACHE_SIZE",
@@ -51,7 +52,6 @@ __all__ = [
 DEFAULT_CACHE_SIZE = 8
 DEFAULT_MAX_FRAMES = 100_000  # about 55 minutes at 30 fps
 DEFAULT_MAX_SIDE = 8192
-DEFAULT_FOLDER_FPS = 30.0
 FRAME_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png"})
 
 K = TypeVar("K", bound=Hashable)
@@ -343,7 +343,7 @@ def open_video(
     cache_size: int = DEFAULT_CACHE_SIZE,
     max_frames: int = DEFAULT_MAX_FRAMES,
     max_side: int = DEFAULT_MAX_SIDE,
-    folder_fps: float = DEFAULT_FOLDER_FPS,
+    folder_fps: float = float(DEFAULT_FOLDER_FPS),
     decoder_threads: bool = True,
 ) -> VideoSource:
     """Open a video file (anything PyAV demuxes with a video stream) or a frame folder.

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sam2_matting.errors import InvalidInputError
+from sam2_matting.limits import DEFAULT_MAX_OBJECTS
 
 ENV_PREFIX = "SAM2_MATTING_"
 # Fields whose variable is not prefixed (the anchor demo's names).
@@ -55,7 +56,7 @@ class Settings:
     # sessions and limits
     session_ttl: float = field(default=900.0, metadata={"help": "idle seconds before expiry"})
     max_sessions: int = field(default=4, metadata={"help": "live sessions at once"})
-    max_objects: int = field(default=8, metadata={"help": "objects per session"})
+    max_objects: int = field(default=DEFAULT_MAX_OBJECTS, metadata={"help": "objects per session"})
     export_ttl: float = field(default=3600.0, metadata={"help": "seconds an export is kept"})
     max_upload_bytes: int = field(default=200 * 1024**2, metadata={"help": "upload size cap"})
     max_request_bytes: int = field(

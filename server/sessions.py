@@ -24,6 +24,7 @@ from typing import Any
 
 from sam2_matting.codec import encode_coco_binary, encode_matte
 from sam2_matting.errors import BusyError, NotFoundError, SessionBusyError
+from sam2_matting.limits import DEFAULT_MAX_OBJECTS
 from sam2_matting.predictor import CancelToken, MattingPredictor
 from sam2_matting.session import FrameMattes, MattingSession
 
@@ -158,7 +159,7 @@ class SessionStore:
         *,
         max_sessions: int,
         ttl: float,
-        max_objects: int = 8,
+        max_objects: int = DEFAULT_MAX_OBJECTS,
         replica_id: str = "",
         clock: Callable[[], float] = time.monotonic,
     ) -> None:

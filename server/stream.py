@@ -32,6 +32,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 
 from sam2_matting.errors import BusyError, InvalidInputError, MattingError
+from sam2_matting.limits import check_direction, check_max_frames
 from server.errors import BAD_USER_INPUT, SHUTTING_DOWN, client_error, http_status
 from server.sessions import EncodedMatte, SessionEntry, SessionStore
 
@@ -85,16 +86,8 @@ def _parse(body: Any) -> dict[str, Any]:
     if isinstance(start, bool) or not isinstance(start, int):
         raise InvalidInputError("start_frame_index must be an integer")
     out["start"] = start
-    direction = body.get("direction", "both")
-    if direction not in ("forward", "backward", "both"):
-        raise InvalidInputError("direction must be forward, backward or both")
-    out["direction"] = direction
-    max_frames = body.get("max_frames")
-    if max_frames is not None and (
-        isinstance(max_frames, bool) or not isinstance(max_frames, int) or max_frames < 1
-    ):
-        raise InvalidInputError("max_frames must be a positive integer")
-    out["max_frames"] = max_frames
+    out["direction"] = check_direction(body.get("direction", "both"))
+    out["max_frames"] = check_max_frames(body.get("max_frames"))
     object_ids = body.get("object_ids")
     if object_ids is not None and (
         not isinstance(object_ids, list)

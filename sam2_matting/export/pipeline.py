@@ -38,11 +38,11 @@ from sam2_matting.export.background import BackgroundSpec, BackgroundSpecLike, p
 from sam2_matting.export.formats import ExportFormat, get_format
 from sam2_matting.export.video_writer import VideoWriter
 from sam2_matting.export.writers import ExportWriter, PngSequenceWriter, PngZipWriter
+from sam2_matting.limits import DEFAULT_FOLDER_FPS
 from sam2_matting.video import open_video, rotate_frame
 
 __all__ = ["Cancellable", "MattesLike", "ProgressCallback", "export_video", "open_writer"]
 
-DEFAULT_FOLDER_FPS = Fraction(30)
 MAX_FPS = 1000
 
 
