@@ -35,6 +35,9 @@ from sam2_matting.errors import InvalidInputError, MattingError, NotFoundError, 
 from sam2_matting.video import open_video
 from server.config import Settings
 from server.transcode import (
+    OUTPUT_CRF,
+    OUTPUT_MAX_SIDE,
+    OUTPUT_PRESET,
     Readable,
     UploadLimits,
     copy_limited,
@@ -182,6 +185,15 @@ class MediaLibrary:
             size = copy_limited(stream, src, self.limits.max_upload_bytes)
             if size == 0:
                 raise VideoError("the upload is empty (0 bytes)")
+            # The id is the hash of what the user sent and of everything that shapes the
+            # transcode: x264's output is not byte-identical between runs (threads), so hashing
+            # the output would give one file two ids. A repeated upload reuses the stored file.
+            digest = _upload_key(src, self.limits, start_time_sec, duration_time_sec)
+            final = self.uploads_dir / f"{digest}.mp4"
+            existing = self._stored_upload(digest)
+            if existing is not None:
+                log.info("upload %r is already stored as %s", _printable(filename), existing.id)
+                return existing
             info = transcode_h264(
                 src,
                 out,
@@ -190,8 +202,6 @@ class MediaLibrary:
                 duration_time_sec=duration_time_sec,
             )
             src.unlink()
-            digest = _sha256(out)
-            final = self.uploads_dir / f"{digest}.mp4"
             # The poster is written first, so an upload that exists always has its poster.
             record = self._probe(out, f"uploads/{digest}.mp4", f"posters/{digest}.jpg")
             try:
@@ -282,6 +292,13 @@ class MediaLibrary:
                 poster=poster,
             )
 
+    def _stored_upload(self, digest: str) -> VideoRecord | None:
+        try:
+            record = self._upload_record(digest)
+        except (NotFoundError, VideoError):
+            return None  # not stored, or a damaged file: transcode again and replace it
+        return record if (self.data_dir / record.poster).is_file() else None
+
     def _upload_record(self, digest: str) -> VideoRecord:
         with self._lock:
             record = self._uploads.get(digest)
@@ -319,11 +336,20 @@ def _check_id(video_id: str) -> None:
         raise InvalidInputError("invalid video path: use the path of a gallery video or an upload")
 
 
-def _sha256(path: Path) -> str:
+def _upload_key(
+    src: Path, limits: UploadLimits, start: float | None, duration: float | None
+) -> str:
+    """sha256 of the uploaded bytes and of the transcode settings and trim window."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with open(src, "rb") as f:
         for chunk in iter(lambda: f.read(1024 * 1024), b""):
             digest.update(chunk)
+    recipe = (
+        f"\0transcode-v1 crf={OUTPUT_CRF} preset={OUTPUT_PRESET} side={OUTPUT_MAX_SIDE}"
+        f" max_side={limits.max_side} max_fps={limits.max_fps!r} max_frames={limits.max_frames}"
+        f" max_duration={limits.max_duration_sec!r} start={start!r} duration={duration!r}"
+    )
+    digest.update(recipe.encode())
     return digest.hexdigest()
 
 

@@ -230,9 +230,14 @@ def test_upload_is_transcoded_stored_and_deduplicated(
     assert lib.video_url(record) == f"/uploads/{digest}.mp4"
     assert lib.poster_url(record) == f"/posters/{digest}.jpg"
 
+    stored = record.file.stat()
     with open(bedroom_video, "rb") as f:  # as Flask hands over a multipart file
         again = lib.ingest_upload(FileStorage(f), "copy.mp4", duration_time_sec=40 / 30)
     assert again == record
+    # Keyed on the bytes sent, not on the (non-deterministic) encoder output: the stored file
+    # is reused as it is, not transcoded again.
+    assert record.file.stat().st_ino == stored.st_ino
+    assert record.file.stat().st_mtime_ns == stored.st_mtime_ns
     assert [p.name for p in lib.uploads_dir.iterdir()] == [record.file.name]
     assert list(lib.tmp_dir.iterdir()) == []
     # A fresh library (a restart, another worker) finds the upload by its id.
@@ -255,6 +260,19 @@ def test_upload_trims_and_keeps_a_constant_frame_rate(tmp_path: Path) -> None:
     _, frames = read_frames(trimmed.file)
     assert trimmed.frame_count == 10
     assert [grey_level(f) for f in frames] == list(range(19, 29))
+    # The same bytes trimmed differently are a different video.
+    assert trimmed.id != whole.id
+    again = lib.ingest_upload(
+        src.open("rb"), "again.mp4", start_time_sec=1.0, duration_time_sec=0.5
+    )
+    assert again == trimmed
+    # A stored file that was damaged (a crash, a full disk) is transcoded again, not served.
+    trimmed.file.write_bytes(b"not a video")
+    lib._uploads.clear()
+    repaired = lib.ingest_upload(
+        src.open("rb"), "gappy.mp4", start_time_sec=1.0, duration_time_sec=0.5
+    )
+    assert repaired.id == trimmed.id and repaired.frame_count == 10
 
 
 def test_upload_applies_display_rotation(tmp_path: Path) -> None:
