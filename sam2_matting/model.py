@@ -21,6 +21,10 @@ from typing import Any
 import torch
 
 from sam2_matting.errors import CheckpointError
+from sam2_matting.sam2_internals import (
+    install_cpu_connected_components,
+    read_memory_in_compute_dtype,
+)
 
 log = logging.getLogger(__name__)
 
@@ -175,50 +179,10 @@ def build_sam2_model(
         install_cpu_connected_components()
     else:
         model.fill_hole_area = 0
+    read_memory_in_compute_dtype(model)
     model = model.to(dev)
     model.eval()
     return model
-
-
-def _connected_components_cpu(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """8-connected components of (N, 1, H, W) binary masks: (labels, component area), int32."""
-    import numpy as np
-    from scipy import ndimage
-
-    arr = mask.detach().to("cpu", torch.uint8).numpy()
-    labels = np.zeros(arr.shape, dtype=np.int32)
-    areas = np.zeros(arr.shape, dtype=np.int32)
-    structure = np.ones((3, 3), dtype=bool)
-    for i in range(arr.shape[0]):
-        lab, n = ndimage.label(arr[i, 0], structure=structure)
-        if n:
-            sizes = np.bincount(lab.ravel()).astype(np.int32)
-            sizes[0] = 0
-            labels[i, 0] = lab
-            areas[i, 0] = sizes[lab]
-    return (
-        torch.from_numpy(labels).to(mask.device),
-        torch.from_numpy(areas).to(mask.device),
-    )
-
-
-def install_cpu_connected_components() -> bool:
-    """Give SAM 2's hole filling a CPU path when its CUDA extension ``sam2._C`` is absent.
-
-    Without it SAM 2 warns on every frame and skips hole filling. Returns True if installed.
-    """
-    try:
-        from sam2 import _C  # noqa: F401
-
-        return False
-    except ImportError:
-        pass
-    import sam2.utils.misc as misc
-
-    if getattr(misc.get_connected_components, "__module__", "") != __name__:
-        misc.get_connected_components = _connected_components_cpu
-        log.debug("installed the CPU connected-components path for SAM 2 hole filling")
-    return True
 
 
 def count_parameters(model: torch.nn.Module) -> int:

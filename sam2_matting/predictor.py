@@ -16,17 +16,26 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Generator, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from sam2_matting.errors import CheckpointError, InvalidInputError
 from sam2_matting.model import build_sam2_model, resolve_device
+from sam2_matting.sam2_internals import quiet_progress_bars, read_memory_in_compute_dtype
+from sam2_matting.session import MattingSession
+from sam2_matting.steps import CancelToken, iter_with_context, logits_to_alpha
 
-if TYPE_CHECKING:
-    from sam2_matting.session import MattingSession
+__all__ = [
+    "CancelToken",
+    "FairLock",
+    "MattingPredictor",
+    "build_matting_predictor",
+    "iter_with_context",
+    "logits_to_alpha",
+    "resolve_dtype",
+]
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +47,6 @@ _DTYPES = {
     "float16": torch.float16,
     "fp16": torch.float16,
 }
-
-
-def _quiet_sam2_progress_bars() -> None:
-    """SAM 2's propagate_in_video draws a tqdm bar on stderr; a service must not."""
-    import sam2.sam2_video_predictor as svp
-
-    def passthrough(iterable: Any, *args: Any, **kwargs: Any) -> Any:
-        return iterable
-
-    svp.tqdm = passthrough
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
@@ -115,7 +114,8 @@ class MattingPredictor:
         self.dtype = dtype
         self.image_size: int = int(model.image_size)
         self.model_lock = FairLock()
-        _quiet_sam2_progress_bars()
+        quiet_progress_bars()
+        read_memory_in_compute_dtype(model)
 
     def autocast(self) -> contextlib.AbstractContextManager[Any]:
         """The autocast context every model call runs under (a no-op for fp32)."""
@@ -129,8 +129,6 @@ class MattingPredictor:
         ``options`` go to :class:`MattingSession` (``cache_size``, ``memory_window``,
         ``offload_state_to_cpu``, ``max_objects``).
         """
-        from sam2_matting.session import MattingSession
-
         return MattingSession(self, video, **options)
 
 
@@ -204,51 +202,3 @@ def _check_checkpoint_file(path: Path) -> None:
         raise CheckpointError(
             f"{path} is not a PyTorch checkpoint (corrupt, truncated or another kind of file)"
         )
-
-
-class CancelToken:
-    """A thread-safe flag a propagation checks between frames."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def cancel(self) -> None:
-        self._event.set()
-
-    def reset(self) -> None:
-        self._event.clear()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._event.is_set()
-
-
-def logits_to_alpha(logits: torch.Tensor) -> torch.Tensor:
-    """SAM 2 mask logits (objects, 1, H, W) -> uint8 alpha (objects, H, W), rounded."""
-    alpha = torch.sigmoid(logits.float()[:, 0]) * 255.0
-    return alpha.round_().to(torch.uint8)
-
-
-def iter_with_context(
-    gen: Generator[Any, None, None], context: Any, cancel: CancelToken | None = None
-) -> Iterator[Any]:
-    """Step ``gen`` inside ``context()`` each time, yielding outside it.
-
-    Autocast and inference-mode state is thread-local: holding it across a ``yield`` would
-    leak it into the consumer's code, so each step enters and leaves the context. ``cancel``
-    is checked before each step and again inside the context, since entering it may wait for
-    the model lock: a cancel sent during that wait stops the step before it computes.
-    """
-    while True:
-        if cancel is not None and cancel.cancelled:
-            gen.close()
-            return
-        with context():
-            if cancel is not None and cancel.cancelled:
-                gen.close()
-                return
-            try:
-                item = next(gen)
-            except StopIteration:
-                return
-        yield item

@@ -3,8 +3,11 @@
 Use :meth:`sam2_matting.predictor.MattingPredictor.open` to make one. Verbs follow SAM 2's:
 ``add_points``, ``add_box``, ``add_mask``, ``clear_points_in_frame``, ``clear_points_in_video``,
 ``remove_object``, ``propagate``. Every result is a :class:`FrameMattes` holding uint8 alpha
-mattes at the video's resolution. Frames are decoded lazily, so memory does not grow with the
-video's length; tracking memory older than ``memory_window`` frames is released as it goes.
+mattes at the video's resolution. Frames are decoded lazily. Every sequence of calls gives
+stock SAM 2's answer (``tests/test_differential.py`` checks random sequences against it): like
+SAM 2, a session keeps every frame's tracking memory, which a later prompt or propagation may
+read. ``memory_window=N`` bounds it instead (older outputs are dropped as tracking goes), at the
+price of exactness when a later call reads a dropped frame.
 """
 
 from __future__ import annotations
@@ -14,11 +17,12 @@ import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
+from sam2_matting import sam2_internals as internals
 from sam2_matting.errors import (
     FrameIndexError,
     InvalidInputError,
@@ -33,12 +37,9 @@ from sam2_matting.limits import (
     check_direction,
     check_max_frames,
 )
-from sam2_matting.predictor import CancelToken, iter_with_context, logits_to_alpha
 from sam2_matting.sam_frames import SamFrames
+from sam2_matting.steps import CancelToken, ModelHost, iter_with_context, logits_to_alpha
 from sam2_matting.video import VideoSource, open_video
-
-if TYPE_CHECKING:
-    from sam2_matting.predictor import MattingPredictor
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ class MattingSession:
 
     def __init__(
         self,
-        predictor: MattingPredictor,
+        predictor: ModelHost,
         video: str | Path | VideoSource,
         *,
         cache_size: int = 8,
@@ -82,13 +83,15 @@ class MattingSession:
         self._closed = False
         self._propagating = False
         self._cancel = CancelToken()
-        # SAM 2 reads at most num_maskmem frames of mask memory (with a stride) and
-        # max_obj_ptrs_in_encoder frames of object pointers: older outputs are never read again.
-        needed = max(
-            int(self.model.num_maskmem) * int(self.model.memory_temporal_stride_for_eval),
-            int(self.model.max_obj_ptrs_in_encoder),
-        )
-        self.memory_window = max(needed, memory_window or 0) + 1
+        # Within one pass SAM 2 reads at most num_maskmem frames of mask memory (with a stride)
+        # and max_obj_ptrs_in_encoder frames of object pointers behind the current frame.
+        self.memory_window: int | None = None
+        if memory_window is not None:
+            needed = max(
+                int(self.model.num_maskmem) * int(self.model.memory_temporal_stride_for_eval),
+                int(self.model.max_obj_ptrs_in_encoder),
+            )
+            self.memory_window = max(needed, int(memory_window)) + 1
         frames = SamFrames(self.source, predictor.image_size, cache_size=cache_size)
         with self._model_context():
             self.state: dict[str, Any] = self._init_state(frames, offload_state_to_cpu)
@@ -112,7 +115,7 @@ class MattingSession:
 
     @property
     def object_ids(self) -> tuple[int, ...]:
-        return tuple(int(i) for i in self.state.get("obj_ids", ()))  # () once closed
+        return internals.object_ids(self.state)  # () once closed
 
     @property
     def is_propagating(self) -> bool:
@@ -120,17 +123,11 @@ class MattingSession:
 
     def prompted_frames(self) -> dict[int, list[int]]:
         """Object id -> sorted frames holding its points or mask."""
-        out: dict[int, list[int]] = {}
-        for obj_id in self.object_ids:
-            idx = self.state["obj_id_to_idx"][obj_id]
-            frames = set(self.state["point_inputs_per_obj"][idx])
-            frames |= set(self.state["mask_inputs_per_obj"][idx])
-            out[obj_id] = sorted(frames)
-        return out
+        return {i: sorted(internals.prompted_frames(self.state, i)) for i in self.object_ids}
 
     def tracked_frames(self) -> list[int]:
         """Frames every object has a result for since the prompts last changed."""
-        per_obj = [set(v) for v in self.state.get("frames_tracked_per_obj", {}).values()]
+        per_obj = internals.tracked_frames(self.state)
         return sorted(set.intersection(*per_obj)) if per_obj else []
 
     def frame(self, index: int) -> np.ndarray:
@@ -274,6 +271,13 @@ class MattingSession:
         prompted = sorted({f for fs in self.prompted_frames().values() for f in fs})
         if not prompted:
             raise InvalidInputError("add a point, box or mask before propagating")
+        bare = internals.objects_without_prompts(self.state)
+        if bare:
+            names = ", ".join(map(str, bare))
+            raise InvalidInputError(
+                f"object {names} has no point, box or mask left: prompt it or remove it "
+                "before propagating"
+            )
         if start_frame is None:
             start_frame = prompted[-1] if direction == "backward" else prompted[0]
         self._check_frame(start_frame)
@@ -316,7 +320,8 @@ class MattingSession:
                         with self._lock:
                             if self._closed:
                                 return  # closed between two frames: the state is gone
-                            self._release_old_memory(frame_idx, reverse)
+                            if self.memory_window is not None:
+                                self._release_old_memory(frame_idx, reverse, self.memory_window)
                         if reverse and direction == "both" and frame_idx == start:
                             continue  # already yielded by the forward pass
                         yield self._result(frame_idx, obj_ids, masks)
@@ -327,15 +332,13 @@ class MattingSession:
         finally:
             self._propagating = False
 
-    def _release_old_memory(self, frame_idx: int, reverse: bool) -> None:
-        """Drop non-conditioning outputs SAM 2 will never read again (bounded memory).
+    def _release_old_memory(self, frame_idx: int, reverse: bool, window: int) -> None:
+        """Drop tracked outputs this pass will not read again (``memory_window`` mode only).
 
         Frames near a prompted frame are kept: a later pass in the other direction reads them.
         """
-        window = self.memory_window
         prompted = [f for fs in self.prompted_frames().values() for f in fs]
-        for obj_out in self.state["output_dict_per_obj"].values():
-            store = obj_out["non_cond_frame_outputs"]
+        for store in internals.non_cond_outputs(self.state):
             stale = [
                 t
                 for t in store
@@ -348,23 +351,13 @@ class MattingSession:
     # -- helpers ---------------------------------------------------------------------------
     def _init_state(self, frames: SamFrames, offload_state_to_cpu: bool) -> dict[str, Any]:
         """Run SAM 2's own ``init_state`` on our lazy frames instead of its eager loader."""
-        import sam2.sam2_video_predictor as svp
-
-        def load_lazy_frames(*args: Any, **kwargs: Any) -> tuple[SamFrames, int, int]:
-            return frames, self.height, self.width
-
-        with _LOADER_LOCK:
-            original = svp.load_video_frames
-            svp.load_video_frames = load_lazy_frames
-            try:
-                return dict(
-                    self.model.init_state(
-                        video_path=str(self.source.path),
-                        offload_state_to_cpu=offload_state_to_cpu,
-                    )
+        with internals.frames_from(frames, self.height, self.width):
+            return dict(
+                self.model.init_state(
+                    video_path=str(self.source.path),
+                    offload_state_to_cpu=offload_state_to_cpu,
                 )
-            finally:
-                svp.load_video_frames = original
+            )
 
     def _prompt(self, frame_index: int, object_id: int, call: Any) -> FrameMattes:
         self._check_frame(frame_index)
@@ -470,9 +463,6 @@ class MattingSession:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-_LOADER_LOCK = threading.Lock()
 
 
 class _SessionClosed(Exception):

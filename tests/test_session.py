@@ -203,13 +203,20 @@ def test_bad_videos_are_clear_errors(predictor, tmp_path, content) -> None:
         predictor.open(path)
 
 
-def test_tracking_memory_is_released_as_it_goes(session) -> None:
-    session.add_points(0, 1, [[300, 200]], [1])
-    for _ in session.propagate(0, max_frames=60):
-        pass
-    stored = session.state["output_dict_per_obj"][0]["non_cond_frame_outputs"]
-    assert len(stored) <= 2 * session.memory_window + 1
-    assert 59 in stored  # the most recent frames stay
+def test_tracking_memory_is_bounded_with_a_memory_window(predictor, bedroom_video) -> None:
+    with predictor.open(bedroom_video, memory_window=4) as session:
+        session.add_points(0, 1, [[300, 200]], [1])
+        for _ in session.propagate(0, max_frames=60):
+            pass
+        stored = session.state["output_dict_per_obj"][0]["non_cond_frame_outputs"]
+        assert session.memory_window is not None
+        assert len(stored) <= 2 * session.memory_window + 1
+        assert 59 in stored  # the most recent frames stay
+    with predictor.open(bedroom_video) as session:  # by default every frame is kept, as SAM 2
+        session.add_points(0, 1, [[300, 200]], [1])
+        for _ in session.propagate(0, max_frames=60):
+            pass
+        assert len(session.state["output_dict_per_obj"][0]["non_cond_frame_outputs"]) == 59
 
 
 def test_no_warning_per_frame_and_hole_filling_on(session) -> None:
