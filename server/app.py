@@ -17,16 +17,17 @@ from typing import Any
 
 from flask import Flask, Response, g, request
 from strawberry.flask.views import GraphQLView
+from werkzeug.exceptions import HTTPException
 
 from sam2_matting.predictor import MattingPredictor, build_matting_predictor
+from server import errors
 from server.config import Settings
-from server.errors import FORBIDDEN, LIMIT_EXCEEDED, NOT_FOUND, UNAUTHENTICATED
+from server.errors import FORBIDDEN, UNAUTHENTICATED, json_error
 from server.exports import ExportJobs
 from server.exports import init_app as init_exports
 from server.metrics import create_metrics
 from server.schema import AppContext, build_schema
 from server.sessions import SessionStore
-from server.stream import json_error
 
 log = logging.getLogger(__name__)
 
@@ -186,13 +187,13 @@ def _init_security(app: Flask, settings: Settings) -> None:
             if not same:
                 # Blocks cross-site form posts (CSRF) without a custom header, which the
                 # stock SAM 2 UI does not send with its uploads.
-                return json_error(FORBIDDEN, f"origin {origin} is not allowed")
+                return json_error(FORBIDDEN, f"origin {origin} is not allowed", 403)
         if principals and request.path not in public:
             given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
             given = given or request.args.get("access_token", "")
             g.principal = principal_of(given)
             if g.principal is None:
-                return json_error(UNAUTHENTICATED, "missing or wrong API token")
+                return json_error(UNAUTHENTICATED, "missing or wrong API token", 401)
         return None
 
     @app.after_request
@@ -205,27 +206,19 @@ def _init_security(app: Flask, settings: Settings) -> None:
             response.headers.add("Vary", "Origin")
         return response
 
-    @app.errorhandler(413)
-    def too_large(_: Any) -> Response:
+    def too_large(_: HTTPException) -> str:
         limit = request.max_content_length or settings.max_upload_bytes
-        return json_error(LIMIT_EXCEEDED, f"request body over {limit} bytes")
+        return f"request body over {limit} bytes"
 
-    @app.errorhandler(404)
-    def not_found(_: Any) -> Response:
-        return json_error(NOT_FOUND, f"no such resource: {request.path}")
-
-    @app.errorhandler(405)
-    def not_allowed(_: Any) -> Response:
-        return json_error("METHOD_NOT_ALLOWED", f"{request.method} is not allowed here")
-
-    @app.errorhandler(Exception)
-    def internal(err: Exception) -> Response:
-        from werkzeug.exceptions import HTTPException
-
-        if isinstance(err, HTTPException):
-            return json_error(str(err.code), err.description or err.name)
-        log.exception("unhandled error on %s", request.path)
-        return json_error("INTERNAL", "internal server error")
+    errors.init_app(
+        app,
+        {
+            404: lambda _: f"no such resource: {request.path[:200]}",
+            405: lambda _: f"{request.method} is not allowed here",
+            413: too_large,
+            415: lambda _: "send Content-Type: application/json",
+        },
+    )
 
 
 def _preflight(origin: str | None, allowed: set[str]) -> Response:

@@ -34,6 +34,7 @@ from werkzeug.exceptions import NotFound
 from sam2_matting.errors import InvalidInputError, MattingError, NotFoundError, VideoError
 from sam2_matting.video import open_video
 from server.config import Settings
+from server.errors import not_found
 from server.transcode import (
     OUTPUT_CRF,
     OUTPUT_MAX_SIDE,
@@ -362,7 +363,7 @@ def media_blueprint(library: MediaLibrary) -> Blueprint:
 
     Files are sent with their MIME type, ETag and HTTP Range support (206 partial content).
     Only names the library hands out are served; anything else, or a file that vanished,
-    is a plain-text 404, never a 500.
+    is the service's JSON 404 (``NOT_FOUND``), never a 500.
     """
     bp = Blueprint("media", __name__)
 
@@ -371,20 +372,20 @@ def media_blueprint(library: MediaLibrary) -> Blueprint:
         try:
             record = library.resolve(f"gallery/{name}")
         except MattingError:
-            return _not_found()
+            return not_found()
         mimetype = MIME_TYPES.get(record.file.suffix.lower(), "video/mp4")
         return _send(record.file, mimetype, CACHE_GALLERY)
 
     @bp.get("/posters/<path:name>")
     def poster_file(name: str) -> Response:
         if not POSTER_NAME.fullmatch(name):
-            return _not_found()
+            return not_found()
         return _send(library.posters_dir / name, "image/jpeg", CACHE_IMMUTABLE)
 
     @bp.get("/uploads/<path:name>")
     def upload_file(name: str) -> Response:
         if not UPLOAD_NAME.fullmatch(name):
-            return _not_found()
+            return not_found()
         return _send(library.uploads_dir / name, "video/mp4", CACHE_IMMUTABLE)
 
     return bp
@@ -402,8 +403,4 @@ def _send(path: Path, mimetype: str, max_age: int) -> Response:
         return send_file(path, mimetype=mimetype, conditional=True, etag=True, max_age=max_age)
     except (OSError, NotFound):
         # Gone between the check and the open (e.g. an operator cleaning up): still a 404.
-        return _not_found()
-
-
-def _not_found() -> Response:
-    return Response("not found\n", status=404, mimetype="text/plain")
+        return not_found()
