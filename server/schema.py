@@ -169,7 +169,7 @@ class Query:
         ctx = _ctx(info)
         entry = _session(info, session_id)
         s = entry.session
-        wall_expiry = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=entry.expires_in())
+        wall_expiry = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=entry.expires_in())
         return SessionInfo(
             session_id=entry.id,
             video=Video.from_record(entry.video, ctx.base_url),
