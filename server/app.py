@@ -16,7 +16,6 @@ import time
 from typing import Any
 
 from flask import Flask, Response, g, request
-from strawberry.flask.views import GraphQLView
 from werkzeug.exceptions import HTTPException
 
 from sam2_matting.predictor import MattingPredictor, build_matting_predictor
@@ -25,6 +24,7 @@ from server.config import Settings
 from server.errors import FORBIDDEN, UNAUTHENTICATED, json_error
 from server.exports import ExportJobs
 from server.exports import init_app as init_exports
+from server.graphql_view import MattingGraphQLView
 from server.metrics import create_metrics
 from server.schema import AppContext, build_schema
 from server.sessions import SessionStore
@@ -34,35 +34,6 @@ log = logging.getLogger(__name__)
 # Routes open without the API token: probes and the static page shell.
 PUBLIC_PATHS = {"/healthy", "/ready", "/metrics"}
 EXPOSED_HEADERS = "Frame-Current, Frame-Total, Mask-Type, Content-Length"
-
-
-class MattingGraphQLView(GraphQLView):
-    """Strawberry's Flask view with the app's services as the resolver context."""
-
-    def __init__(self, services: AppContext, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.services = services
-
-    def decode_json(self, data: str | bytes) -> object:
-        try:
-            return super().decode_json(data)
-        except RecursionError:  # a body nested thousands deep: a bad body (400), not a crash
-            raise json.JSONDecodeError("nested too deeply", "", 0) from None
-
-    def get_context(self, request: Any, response: Any) -> AppContext:  # type: ignore[override]
-        s = self.services
-        # Media URLs are absolute: the stock UI runs on another origin than the API.
-        base_url = s.base_url or request.host_url.rstrip("/")
-        return AppContext(
-            s.settings,
-            s.store,
-            s.library,
-            base_url,
-            s.exports,
-            request,
-            response,
-            principal=g.get("principal"),
-        )
 
 
 def load_predictor(settings: Settings) -> MattingPredictor:

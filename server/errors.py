@@ -35,7 +35,7 @@ from typing import Any
 from flask import Flask, Response, request
 from graphql import GraphQLError
 from strawberry.extensions import MaskErrors
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, default_exceptions
 
 from sam2_matting.errors import MattingError
 
@@ -105,6 +105,12 @@ def http_code(err: HTTPException) -> str:
     return _HTTP_CODES.get(status) or re.sub(r"[^A-Z0-9]+", "_", err.name.upper()).strip("_")
 
 
+def code_for_status(status: int) -> str:
+    """The code of a bare HTTP status, as for werkzeug's error of that status."""
+    known = default_exceptions.get(status)
+    return http_code(known()) if known is not None else _HTTP_CODES.get(status, INTERNAL)
+
+
 def http_error_response(err: HTTPException, message: str | None = None) -> Response:
     """A werkzeug HTTP error as JSON, with its own status and its Allow/Content-Range."""
     response = json_error(http_code(err), message or err.description or err.name, err.code or 500)
@@ -159,6 +165,10 @@ class CodedErrors(MaskErrors):
             return _with(error, error.message, code)
         if isinstance(original, GraphQLError) and (original.extensions or {}).get("code"):
             return _with(error, original.message, str((original.extensions or {})["code"]))
+        if isinstance(original, GraphQLError) and error.path is None:
+            # Raised while coercing the request's variables (a string for an Int, null for a
+            # non-null, a file where a string goes): the client's, before any resolver ran.
+            return _with(error, error.message, BAD_USER_INPUT)
         code, message = client_error(original)
         return _with(error, message, code)
 

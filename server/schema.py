@@ -31,6 +31,7 @@ from sam2_matting.errors import InvalidInputError, MattingError, NotFoundError
 from server.config import Settings
 from server.errors import CodedErrors, guarded
 from server.schema_types import (
+    UPLOAD_SCALAR,
     AddBoxInput,
     AddMaskInput,
     AddPointsInput,
@@ -399,4 +400,9 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     if not settings.introspection_enabled:
         extensions.append(DisableIntrospection)
     mutation = tools.merge_types("Mutation", (Mutation, ExportMutation))
-    return MattingSchema(query=Query, mutation=mutation, extensions=extensions)
+    return MattingSchema(
+        query=Query,
+        mutation=mutation,
+        extensions=extensions,
+        scalar_overrides={Upload: UPLOAD_SCALAR},
+    )
