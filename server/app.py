@@ -33,6 +33,8 @@ log = logging.getLogger(__name__)
 
 # Routes open without the API token: probes and the static page shell.
 PUBLIC_PATHS = {"/healthy", "/ready", "/metrics"}
+# Blueprints whose GETs take the token in the query string (see token_in_query_allowed).
+TOKEN_IN_QUERY = {"media", "exports"}
 EXPOSED_HEADERS = "Frame-Current, Frame-Total, Mask-Type, Content-Length"
 
 
@@ -161,8 +163,15 @@ def _init_security(app: Flask, settings: Settings) -> None:
                 return json_error(FORBIDDEN, f"origin {origin} is not allowed", 403)
         if principals and request.path not in public:
             given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-            given = given or request.args.get("access_token", "")
-            g.principal = principal_of(given)
+            in_query = request.args.get("access_token", "")
+            if not given and in_query and not token_in_query_allowed():
+                return json_error(
+                    UNAUTHENTICATED,
+                    "?access_token= is accepted only on media downloads (GET); "
+                    "send the header Authorization: Bearer <token>",
+                    401,
+                )
+            g.principal = principal_of(given or in_query)
             if g.principal is None:
                 return json_error(UNAUTHENTICATED, "missing or wrong API token", 401)
         return None
@@ -177,9 +186,25 @@ def _init_security(app: Flask, settings: Settings) -> None:
             response.headers.add("Vary", "Origin")
         return response
 
-    def too_large(_: HTTPException) -> str:
-        limit = request.max_content_length or settings.max_upload_bytes
-        return f"request body over {limit} bytes"
+    def too_large(err: HTTPException) -> str:
+        """Which limit a 413 hit: the body's size, the form's part count or a field's size."""
+        limit = request.max_content_length
+        length = request.content_length
+        if limit is not None and (length is None or length > limit):
+            return f"request body over {limit} bytes"
+        # werkzeug raises the same error for every form limit; where it was raised tells.
+        tb = err.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        where = tb.tb_frame.f_code.co_name if tb is not None else ""
+        if where == "next_event":  # werkzeug.sansio.multipart.MultipartDecoder
+            return f"the form has over {request.max_form_parts} parts"
+        if where in ("receive_data", "parse"):
+            return f"a form field (not a file) is over {request.max_form_memory_size} bytes"
+        return (
+            f"the request is over a limit: {limit} bytes in all, {request.max_form_parts}"
+            f" form parts or {request.max_form_memory_size} bytes in a form field"
+        )
 
     errors.init_app(
         app,
@@ -188,8 +213,18 @@ def _init_security(app: Flask, settings: Settings) -> None:
             405: lambda _: f"{request.method} is not allowed here",
             413: too_large,
             415: lambda _: "send Content-Type: application/json",
+            416: lambda err: (
+                f"range {request.headers.get('Range', '')[:100]!r} cannot be satisfied:"
+                f" the file has {getattr(err, 'length', None)} bytes"
+            ),
         },
     )
+
+
+def token_in_query_allowed() -> bool:
+    """``?access_token=`` only where a header cannot be sent: a media or export GET (a
+    ``<video>``, ``<img>`` or download link). Never on POST; never logged (server.access_log)."""
+    return request.method in ("GET", "HEAD") and request.blueprint in TOKEN_IN_QUERY
 
 
 def _preflight(origin: str | None, allowed: set[str]) -> Response:

@@ -13,8 +13,8 @@ error's status. Besides the classes' codes:
 
 - the HTTP layer's own: ``UNAUTHENTICATED`` 401, ``FORBIDDEN`` 403 (origin), and werkzeug's
   ``HTTPException``\\ s, which keep their status and get a code from their name
-  (``NOT_FOUND`` 404, ``METHOD_NOT_ALLOWED`` 405, ``REQUESTED_RANGE_NOT_SATISFIABLE`` 416, …)
-  except 400 and 415 (``BAD_USER_INPUT``) and 413 (``LIMIT_EXCEEDED``);
+  (``NOT_FOUND`` 404, ``METHOD_NOT_ALLOWED`` 405, …) except 400 and 415 (``BAD_USER_INPUT``), 413
+  (``LIMIT_EXCEEDED``) and 416 (``RANGE_NOT_SATISFIABLE``);
 - ``INTERNAL`` 500: anything that is not a ``MattingError`` (a bug), logged in full, masked;
 - ``SHUTTING_DOWN``: a stream's final part when the server stops under it.
 
@@ -52,7 +52,12 @@ INTERNAL = "INTERNAL"
 SHUTTING_DOWN = "SHUTTING_DOWN"  # a stream's final part when the server stops under it
 
 # werkzeug statuses whose code is the house's word rather than werkzeug's name.
-_HTTP_CODES = {400: BAD_USER_INPUT, 413: LIMIT_EXCEEDED, 415: BAD_USER_INPUT}
+_HTTP_CODES = {
+    400: BAD_USER_INPUT,
+    413: LIMIT_EXCEEDED,
+    415: BAD_USER_INPUT,
+    416: "RANGE_NOT_SATISFIABLE",
+}
 # Headers of a werkzeug error that the JSON answer keeps (405's Allow, 416's Content-Range).
 _KEPT_HEADERS = {"allow", "content-range", "retry-after", "www-authenticate"}
 

@@ -30,13 +30,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from flask import Blueprint, Flask, Response, g, send_file
+from flask import Blueprint, Flask, Response, g, request, send_file
 
 from sam2_matting.codec import decode_matte
 from sam2_matting.errors import CancelledError, InvalidInputError, NotFoundError
 from sam2_matting.export import get_format
 from sam2_matting.predictor import CancelToken
 from server.errors import client_error, not_found
+from server.ranges import ignore_unusable_range
 
 log = logging.getLogger(__name__)
 JOB_ID = re.compile(r"[0-9a-f]{32}")
@@ -301,6 +302,7 @@ def init_app(app: Flask, jobs: ExportJobs) -> None:
         if job.file is None or job.file.name != name or not job.file.is_file():
             return not_found()
         spec = get_format(job.format)
+        ignore_unusable_range(request.environ)
         return send_file(
             job.file, mimetype=spec.mime_type, as_attachment=True, download_name=name,
             conditional=True,

@@ -28,13 +28,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import quote
 
-from flask import Blueprint, Flask, Response, send_file
+from flask import Blueprint, Flask, Response, request, send_file
 from werkzeug.exceptions import NotFound
 
 from sam2_matting.errors import InvalidInputError, MattingError, NotFoundError, VideoError
 from sam2_matting.video import open_video
 from server.config import Settings
 from server.errors import not_found
+from server.ranges import ignore_unusable_range
 from server.transcode import (
     OUTPUT_CRF,
     OUTPUT_MAX_SIDE,
@@ -361,7 +362,8 @@ def _printable(name: str | None) -> str:
 def media_blueprint(library: MediaLibrary) -> Blueprint:
     """GET ``/gallery/<name>``, ``/posters/<name>``, ``/uploads/<name>`` for ``library``.
 
-    Files are sent with their MIME type, ETag and HTTP Range support (206 partial content).
+    Files are sent with their MIME type, ETag and HTTP Range support (206 partial content,
+    416 or the whole file as ``server.ranges`` says).
     Only names the library hands out are served; anything else, or a file that vanished,
     is the service's JSON 404 (``NOT_FOUND``), never a 500.
     """
@@ -399,6 +401,7 @@ def init_app(app: Flask, library: MediaLibrary) -> None:
 
 
 def _send(path: Path, mimetype: str, max_age: int) -> Response:
+    ignore_unusable_range(request.environ)
     try:
         return send_file(path, mimetype=mimetype, conditional=True, etag=True, max_age=max_age)
     except (OSError, NotFound):
