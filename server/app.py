@@ -206,6 +206,11 @@ def _init_security(app: Flask, settings: Settings) -> None:
             f" form parts or {request.max_form_memory_size} bytes in a form field"
         )
 
+    def unsatisfiable(err: HTTPException) -> str:
+        size = getattr(err, "length", None)
+        of = f": the file has {size} bytes" if size is not None else ""
+        return f"range {request.headers.get('Range', '')[:100]!r} cannot be satisfied{of}"
+
     errors.init_app(
         app,
         {
@@ -213,10 +218,7 @@ def _init_security(app: Flask, settings: Settings) -> None:
             405: lambda _: f"{request.method} is not allowed here",
             413: too_large,
             415: lambda _: "send Content-Type: application/json",
-            416: lambda err: (
-                f"range {request.headers.get('Range', '')[:100]!r} cannot be satisfied:"
-                f" the file has {getattr(err, 'length', None)} bytes"
-            ),
+            416: unsatisfiable,
         },
     )
 

@@ -228,3 +228,23 @@ def test_settings_in_range_are_accepted() -> None:
     )
     assert (s.max_sessions, s.session_ttl, s.port) == (1, 0.5, 0)
     Settings()  # the defaults are in range
+
+
+def test_serve_refuses_a_bad_setting_in_one_line() -> None:
+    """Checked at start-up, before gunicorn or the model: one line, exit status 2."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SAM2_MATTING_MAX_SESSIONS": "0"}
+    done = subprocess.run(
+        [sys.executable, "-m", "sam2_matting", "serve", "--device", "cpu"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr[-500:]
+    assert done.stderr.strip() == (
+        "sam2-matting: error: SAM2_MATTING_MAX_SESSIONS: must be at least 1 (got 0)"
+    )
