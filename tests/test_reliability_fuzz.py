@@ -405,6 +405,20 @@ def test_every_route_needs_the_token(auth_server: Server) -> None:
         f"{s.url}/gallery/small.mp4", params={"access_token": TOKENS["bob"]}, timeout=10
     )
     assert r.status_code == 200
+    # Not on a POST; and gunicorn's access log never holds the token (server.access_log).
+    r = requests.post(
+        f"{s.url}/graphql",
+        params={"access_token": TOKENS["bob"]},
+        json={"query": "{ defaultVideo { path } }"},
+        timeout=10,
+    )
+    assert r.status_code == 401 and r.json()["error"]["code"] == "UNAUTHENTICATED"
+    deadline = time.monotonic() + 5
+    while "access_token=[redacted]" not in s.log_path.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    log = s.log_path.read_text()
+    assert "GET /gallery/small.mp4?access_token=[redacted]" in log
+    assert all(token not in log for token in TOKENS.values())
 
 
 def test_another_clients_session_is_not_found(auth_server: Server) -> None:
