@@ -16,52 +16,26 @@ import time
 from typing import Any
 
 from flask import Flask, Response, g, request
-from strawberry.flask.views import GraphQLView
+from werkzeug.exceptions import HTTPException
 
 from sam2_matting.predictor import MattingPredictor, build_matting_predictor
+from server import errors
 from server.config import Settings
-from server.errors import FORBIDDEN, LIMIT_EXCEEDED, NOT_FOUND, UNAUTHENTICATED
+from server.errors import FORBIDDEN, UNAUTHENTICATED, json_error
 from server.exports import ExportJobs
 from server.exports import init_app as init_exports
+from server.graphql_view import MattingGraphQLView
 from server.metrics import create_metrics
 from server.schema import AppContext, build_schema
 from server.sessions import SessionStore
-from server.stream import json_error
 
 log = logging.getLogger(__name__)
 
 # Routes open without the API token: probes and the static page shell.
 PUBLIC_PATHS = {"/healthy", "/ready", "/metrics"}
+# Blueprints whose GETs take the token in the query string (see token_in_query_allowed).
+TOKEN_IN_QUERY = {"media", "exports"}
 EXPOSED_HEADERS = "Frame-Current, Frame-Total, Mask-Type, Content-Length"
-
-
-class MattingGraphQLView(GraphQLView):
-    """Strawberry's Flask view with the app's services as the resolver context."""
-
-    def __init__(self, services: AppContext, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.services = services
-
-    def decode_json(self, data: str | bytes) -> object:
-        try:
-            return super().decode_json(data)
-        except RecursionError:  # a body nested thousands deep: a bad body (400), not a crash
-            raise json.JSONDecodeError("nested too deeply", "", 0) from None
-
-    def get_context(self, request: Any, response: Any) -> AppContext:  # type: ignore[override]
-        s = self.services
-        # Media URLs are absolute: the stock UI runs on another origin than the API.
-        base_url = s.base_url or request.host_url.rstrip("/")
-        return AppContext(
-            s.settings,
-            s.store,
-            s.library,
-            base_url,
-            s.exports,
-            request,
-            response,
-            principal=g.get("principal"),
-        )
 
 
 def load_predictor(settings: Settings) -> MattingPredictor:
@@ -186,13 +160,20 @@ def _init_security(app: Flask, settings: Settings) -> None:
             if not same:
                 # Blocks cross-site form posts (CSRF) without a custom header, which the
                 # stock SAM 2 UI does not send with its uploads.
-                return json_error(FORBIDDEN, f"origin {origin} is not allowed")
+                return json_error(FORBIDDEN, f"origin {origin} is not allowed", 403)
         if principals and request.path not in public:
             given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-            given = given or request.args.get("access_token", "")
-            g.principal = principal_of(given)
+            in_query = request.args.get("access_token", "")
+            if not given and in_query and not token_in_query_allowed():
+                return json_error(
+                    UNAUTHENTICATED,
+                    "?access_token= is accepted only on media downloads (GET); "
+                    "send the header Authorization: Bearer <token>",
+                    401,
+                )
+            g.principal = principal_of(given or in_query)
             if g.principal is None:
-                return json_error(UNAUTHENTICATED, "missing or wrong API token")
+                return json_error(UNAUTHENTICATED, "missing or wrong API token", 401)
         return None
 
     @app.after_request
@@ -205,27 +186,47 @@ def _init_security(app: Flask, settings: Settings) -> None:
             response.headers.add("Vary", "Origin")
         return response
 
-    @app.errorhandler(413)
-    def too_large(_: Any) -> Response:
-        limit = request.max_content_length or settings.max_upload_bytes
-        return json_error(LIMIT_EXCEEDED, f"request body over {limit} bytes")
+    def too_large(err: HTTPException) -> str:
+        """Which limit a 413 hit: the body's size, the form's part count or a field's size."""
+        limit = request.max_content_length
+        length = request.content_length
+        if limit is not None and (length is None or length > limit):
+            return f"request body over {limit} bytes"
+        # werkzeug raises the same error for every form limit; where it was raised tells.
+        tb = err.__traceback__
+        while tb is not None and tb.tb_next is not None:
+            tb = tb.tb_next
+        where = tb.tb_frame.f_code.co_name if tb is not None else ""
+        if where == "next_event":  # werkzeug.sansio.multipart.MultipartDecoder
+            return f"the form has over {request.max_form_parts} parts"
+        if where in ("receive_data", "parse"):
+            return f"a form field (not a file) is over {request.max_form_memory_size} bytes"
+        return (
+            f"the request is over a limit: {limit} bytes in all, {request.max_form_parts}"
+            f" form parts or {request.max_form_memory_size} bytes in a form field"
+        )
 
-    @app.errorhandler(404)
-    def not_found(_: Any) -> Response:
-        return json_error(NOT_FOUND, f"no such resource: {request.path}")
+    def unsatisfiable(err: HTTPException) -> str:
+        size = getattr(err, "length", None)
+        of = f": the file has {size} bytes" if size is not None else ""
+        return f"range {request.headers.get('Range', '')[:100]!r} cannot be satisfied{of}"
 
-    @app.errorhandler(405)
-    def not_allowed(_: Any) -> Response:
-        return json_error("METHOD_NOT_ALLOWED", f"{request.method} is not allowed here")
+    errors.init_app(
+        app,
+        {
+            404: lambda _: f"no such resource: {request.path[:200]}",
+            405: lambda _: f"{request.method} is not allowed here",
+            413: too_large,
+            415: lambda _: "send Content-Type: application/json",
+            416: unsatisfiable,
+        },
+    )
 
-    @app.errorhandler(Exception)
-    def internal(err: Exception) -> Response:
-        from werkzeug.exceptions import HTTPException
 
-        if isinstance(err, HTTPException):
-            return json_error(str(err.code), err.description or err.name)
-        log.exception("unhandled error on %s", request.path)
-        return json_error("INTERNAL", "internal server error")
+def token_in_query_allowed() -> bool:
+    """``?access_token=`` only where a header cannot be sent: a media or export GET (a
+    ``<video>``, ``<img>`` or download link). Never on POST; never logged (server.access_log)."""
+    return request.method in ("GET", "HEAD") and request.blueprint in TOKEN_IN_QUERY
 
 
 def _preflight(origin: str | None, allowed: set[str]) -> Response:

@@ -3,11 +3,18 @@
 Every field has an environment variable ``SAM2_MATTING_<FIELD>`` (upper case), except the few
 that keep the SAM 2 demo's names (``API_URL``, ``API_TOKEN``). ``Settings.from_env()`` reads them;
 ``sam2-matting serve`` options override them.
+
+Every value is checked when the settings are made (so at start-up, before the model loads):
+a bad one raises :class:`~sam2_matting.errors.InvalidInputError` naming its variable, e.g.
+``SAM2_MATTING_MAX_SESSIONS: must be at least 1 (got 0)``. The device and dtype are checked
+where the model is built.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -23,6 +30,28 @@ ENV_ALIASES = {
     "api_tokens": "API_TOKENS",
     "checkpoint_dir": "SAM2_MATTING_CHECKPOINTS",  # the same variable `download` reads
 }
+
+
+# Field -> smallest allowed value (inclusive); floats must also be finite.
+_AT_LEAST: dict[str, float] = {
+    "port": 0,
+    "threads": 1,
+    "graceful_timeout": 0,
+    "max_sessions": 1,
+    "max_objects": 1,
+    "max_upload_bytes": 1,
+    "max_request_bytes": 1,
+    "max_frames": 1,
+    "max_side": 2,
+    "max_query_depth": 1,
+    "max_aliases": 1,
+    "max_tokens": 1,
+}
+_POSITIVE = ("session_ttl", "export_ttl", "max_duration_sec", "max_fps")  # > 0, finite
+_NOT_EMPTY = ("model", "checkpoint_dir", "host", "data", "gallery")
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_REPLICA_ID = re.compile(r"[A-Za-z0-9_.-]{0,64}")
+_URL = re.compile(r"https?://[^\s/]+(/\S*)?")
 
 
 def _split(value: str) -> tuple[str, ...]:
@@ -84,6 +113,45 @@ class Settings:
     max_tokens: int = field(default=2000, metadata={"help": "GraphQL token limit"})
     log_level: str = field(default="INFO", metadata={"help": "logging level"})
 
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """InvalidInputError naming the variable of the first value out of its range."""
+
+        def bad(name: str, rule: str) -> InvalidInputError:
+            value = getattr(self, name)
+            return InvalidInputError(f"{self.env_name(name)}: {rule} (got {value!r})")
+
+        for name, least in _AT_LEAST.items():
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise bad(name, "must be an integer")
+            if value < least:
+                raise bad(name, f"must be at least {least:g}")
+        if self.port > 65535:
+            raise bad("port", "must be at most 65535")
+        for name in _POSITIVE:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise bad(name, "must be a number")
+            if not (math.isfinite(value) and value > 0):
+                raise bad(name, "must be a finite number above 0")
+        for name in _NOT_EMPTY:
+            value = getattr(self, name)
+            if not isinstance(value, str) or not value.strip():
+                raise bad(name, "must not be empty")
+        if self.log_level.upper() not in _LOG_LEVELS:
+            raise bad("log_level", f"must be one of {', '.join(_LOG_LEVELS)}")
+        if not _REPLICA_ID.fullmatch(self.replica_id):
+            raise bad("replica_id", "must be at most 64 letters, digits, '.', '_' or '-'")
+        if self.api_url and not _URL.fullmatch(self.api_url):
+            raise bad("api_url", "must be an http(s) URL such as https://matting.example.com")
+        for origin in self.cors_origins:
+            if not _URL.fullmatch(origin):
+                raise bad("cors_origins", f"{origin!r} is not an http(s) origin")
+        self.principals()  # names API_TOKENS in its own messages
+
     @property
     def data_dir(self) -> Path:
         return Path(self.data)
@@ -120,7 +188,10 @@ class Settings:
                 )
             out[name] = token
         if len(set(out.values())) != len(out):
-            raise InvalidInputError("two clients share one API token")
+            raise InvalidInputError(
+                f"{self.env_name('api_token')}, {self.env_name('api_tokens')}: "
+                "two clients share one token"
+            )
         return out
 
     @staticmethod

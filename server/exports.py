@@ -30,13 +30,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from flask import Blueprint, Flask, Response, g, send_file
+from flask import Blueprint, Flask, Response, g, request, send_file
 
 from sam2_matting.codec import decode_matte
 from sam2_matting.errors import CancelledError, InvalidInputError, NotFoundError
 from sam2_matting.export import get_format
 from sam2_matting.predictor import CancelToken
-from server.errors import client_error
+from server.errors import client_error, not_found
+from server.ranges import ignore_unusable_range
 
 log = logging.getLogger(__name__)
 JOB_ID = re.compile(r"[0-9a-f]{32}")
@@ -293,14 +294,15 @@ def init_app(app: Flask, jobs: ExportJobs) -> None:
     @bp.get("/exports/<job_id>/<name>")
     def download(job_id: str, name: str) -> Response:
         if not JOB_ID.fullmatch(job_id):
-            return Response("not found", status=404, mimetype="text/plain")
+            return not_found()
         try:
             job = jobs.get(job_id, owner=g.get("principal"))
         except NotFoundError:
-            return Response("not found", status=404, mimetype="text/plain")
+            return not_found()
         if job.file is None or job.file.name != name or not job.file.is_file():
-            return Response("not found", status=404, mimetype="text/plain")
+            return not_found()
         spec = get_format(job.format)
+        ignore_unusable_range(request.environ)
         return send_file(
             job.file, mimetype=spec.mime_type, as_attachment=True, download_name=name,
             conditional=True,

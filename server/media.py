@@ -28,12 +28,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import quote
 
-from flask import Blueprint, Flask, Response, send_file
+from flask import Blueprint, Flask, Response, request, send_file
 from werkzeug.exceptions import NotFound
 
 from sam2_matting.errors import InvalidInputError, MattingError, NotFoundError, VideoError
 from sam2_matting.video import open_video
 from server.config import Settings
+from server.errors import not_found
+from server.ranges import ignore_unusable_range
 from server.transcode import (
     OUTPUT_CRF,
     OUTPUT_MAX_SIDE,
@@ -360,9 +362,10 @@ def _printable(name: str | None) -> str:
 def media_blueprint(library: MediaLibrary) -> Blueprint:
     """GET ``/gallery/<name>``, ``/posters/<name>``, ``/uploads/<name>`` for ``library``.
 
-    Files are sent with their MIME type, ETag and HTTP Range support (206 partial content).
+    Files are sent with their MIME type, ETag and HTTP Range support (206 partial content,
+    416 or the whole file as ``server.ranges`` says).
     Only names the library hands out are served; anything else, or a file that vanished,
-    is a plain-text 404, never a 500.
+    is the service's JSON 404 (``NOT_FOUND``), never a 500.
     """
     bp = Blueprint("media", __name__)
 
@@ -371,20 +374,20 @@ def media_blueprint(library: MediaLibrary) -> Blueprint:
         try:
             record = library.resolve(f"gallery/{name}")
         except MattingError:
-            return _not_found()
+            return not_found()
         mimetype = MIME_TYPES.get(record.file.suffix.lower(), "video/mp4")
         return _send(record.file, mimetype, CACHE_GALLERY)
 
     @bp.get("/posters/<path:name>")
     def poster_file(name: str) -> Response:
         if not POSTER_NAME.fullmatch(name):
-            return _not_found()
+            return not_found()
         return _send(library.posters_dir / name, "image/jpeg", CACHE_IMMUTABLE)
 
     @bp.get("/uploads/<path:name>")
     def upload_file(name: str) -> Response:
         if not UPLOAD_NAME.fullmatch(name):
-            return _not_found()
+            return not_found()
         return _send(library.uploads_dir / name, "video/mp4", CACHE_IMMUTABLE)
 
     return bp
@@ -398,12 +401,9 @@ def init_app(app: Flask, library: MediaLibrary) -> None:
 
 
 def _send(path: Path, mimetype: str, max_age: int) -> Response:
+    ignore_unusable_range(request.environ)
     try:
         return send_file(path, mimetype=mimetype, conditional=True, etag=True, max_age=max_age)
     except (OSError, NotFound):
         # Gone between the check and the open (e.g. an operator cleaning up): still a 404.
-        return _not_found()
-
-
-def _not_found() -> Response:
-    return Response("not found\n", status=404, mimetype="text/plain")
+        return not_found()

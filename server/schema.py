@@ -31,6 +31,7 @@ from sam2_matting.errors import InvalidInputError, MattingError, NotFoundError
 from server.config import Settings
 from server.errors import CodedErrors, guarded
 from server.schema_types import (
+    UPLOAD_SCALAR,
     AddBoxInput,
     AddMaskInput,
     AddPointsInput,
@@ -169,7 +170,7 @@ class Query:
         ctx = _ctx(info)
         entry = _session(info, session_id)
         s = entry.session
-        wall_expiry = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=entry.expires_in())
+        wall_expiry = dt.datetime.now(dt.timezone.utc) + dt.timedelta(seconds=entry.expires_in())
         return SessionInfo(
             session_id=entry.id,
             video=Video.from_record(entry.video, ctx.base_url),
@@ -399,4 +400,9 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     if not settings.introspection_enabled:
         extensions.append(DisableIntrospection)
     mutation = tools.merge_types("Mutation", (Mutation, ExportMutation))
-    return MattingSchema(query=Query, mutation=mutation, extensions=extensions)
+    return MattingSchema(
+        query=Query,
+        mutation=mutation,
+        extensions=extensions,
+        scalar_overrides={Upload: UPLOAD_SCALAR},
+    )

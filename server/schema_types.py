@@ -257,3 +257,24 @@ class ExportMatteInput:
 @strawberry.input
 class CancelExportInput:
     job_id: str
+
+
+def _upload_value(value: Any) -> Any:
+    """An ``Upload`` variable must be a file part of a multipart request, not a JSON value."""
+    from graphql import GraphQLError
+
+    if not callable(getattr(value, "read", None)):
+        raise GraphQLError(
+            "an Upload is a file sent as a part of a multipart request (the GraphQL multipart"
+            " request spec), not a JSON value"
+        )
+    return value
+
+
+# Strawberry's Upload takes any value; this one refuses what is not a file (BAD_USER_INPUT).
+UPLOAD_SCALAR = strawberry.scalar(
+    name="Upload",
+    description="Represents a file upload.",
+    serialize=lambda v: v,
+    parse_value=_upload_value,
+)

@@ -33,7 +33,7 @@ from flask import Flask, Response, g, request
 
 from sam2_matting.errors import BusyError, InvalidInputError, MattingError
 from sam2_matting.limits import check_direction, check_max_frames
-from server.errors import BAD_USER_INPUT, SHUTTING_DOWN, client_error, http_status
+from server.errors import SHUTTING_DOWN, client_error, error_response
 from server.sessions import EncodedMatte, SessionEntry, SessionStore
 
 log = logging.getLogger(__name__)
@@ -68,11 +68,6 @@ def frames_due(start: int, count: int, direction: str, max_frames: int | None) -
     if direction == "backward":
         return backward
     return forward + backward - 1
-
-
-def json_error(code: str, message: str) -> Response:
-    body = json.dumps({"error": {"code": code, "message": message}})
-    return Response(body, status=http_status(code), mimetype="application/json")
 
 
 def _parse(body: Any) -> dict[str, Any]:
@@ -137,8 +132,7 @@ def init_app(app: Flask, store: SessionStore, metrics: Any) -> None:
                 entry.end_stream(token)
                 raise
         except MattingError as err:
-            code, message = client_error(err)
-            return json_error(code, message)
+            return error_response(err)
         total = frames_due(
             args["start"], session.frame_count, args["direction"], args["max_frames"]
         )
@@ -160,10 +154,6 @@ def init_app(app: Flask, store: SessionStore, metrics: Any) -> None:
             headers=headers,
             content_type=None if ndjson else MULTIPART_TYPE,
         )
-
-    @app.errorhandler(415)
-    def unsupported(_: Any) -> Response:
-        return json_error(BAD_USER_INPUT, "send Content-Type: application/json")
 
 
 def _generate(

@@ -21,6 +21,8 @@ KNOWN_CODES = {
     "UNAUTHENTICATED",
     "FORBIDDEN",
     "METHOD_NOT_ALLOWED",
+    "BAD_MATTE",  # a malformed matte in addMask (sam2_matting.errors.CodecError)
+    "SESSION_BUSY",  # a prompt while the session propagates
 }
 UPLOAD = """mutation U($file: Upload!) { uploadVideo(file: $file) { path width height frameCount
   fps duration posterUrl url } }"""

@@ -433,7 +433,8 @@ def test_routes_serve_files_with_types_and_ranges(
 def test_routes_answer_404_for_missing_and_traversal(client: FlaskClient, url: str) -> None:
     response = client.get(url)
     assert response.status_code == 404
-    assert response.mimetype == "text/plain" and len(response.data) < 100
+    assert response.mimetype == "application/json" and len(response.data) < 400
+    assert response.get_json()["error"]["code"] == "NOT_FOUND"
 
 
 def test_upload_served_after_its_file_is_gone(tmp_path: Path, bedroom_video: Path) -> None:

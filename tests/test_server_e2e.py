@@ -579,7 +579,7 @@ def test_second_stream_on_a_session_is_busy(server: Server) -> None:
     lines_in = first.iter_lines()
     next(lines_in)
     second = server.stream({"session_id": sid, "direction": "forward"}, ndjson=True)
-    assert second.status_code == 503 and second.json()["error"]["code"] == "BUSY"
+    assert second.status_code == 409 and second.json()["error"]["code"] == "SESSION_BUSY"
     server.data_of(CANCEL, {"input": {"sessionId": sid}})
     lines = [json.loads(x) for x in lines_in if x]
     assert lines[-1]["type"] == "end" and lines[-1]["cancelled"]

@@ -174,3 +174,77 @@ def test_settings_from_environment() -> None:
 
     with pytest.raises(InvalidInputError, match="SAM2_MATTING_PORT"):
         Settings.from_env({"SAM2_MATTING_PORT": "eighty"})
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "words"),
+    [
+        ("SAM2_MATTING_MAX_SESSIONS", "0", "at least 1"),
+        ("SAM2_MATTING_MAX_SESSIONS", "-3", "at least 1"),
+        ("SAM2_MATTING_SESSION_TTL", "-1", "above 0"),
+        ("SAM2_MATTING_SESSION_TTL", "0", "above 0"),
+        ("SAM2_MATTING_SESSION_TTL", "nan", "finite"),
+        ("SAM2_MATTING_EXPORT_TTL", "inf", "finite"),
+        ("SAM2_MATTING_MAX_UPLOAD_BYTES", "0", "at least 1"),
+        ("SAM2_MATTING_MAX_REQUEST_BYTES", "-1", "at least 1"),
+        ("SAM2_MATTING_MAX_DURATION_SEC", "0", "above 0"),
+        ("SAM2_MATTING_MAX_FPS", "-30", "above 0"),
+        ("SAM2_MATTING_MAX_FRAMES", "0", "at least 1"),
+        ("SAM2_MATTING_MAX_SIDE", "1", "at least 2"),
+        ("SAM2_MATTING_MAX_OBJECTS", "0", "at least 1"),
+        ("SAM2_MATTING_THREADS", "0", "at least 1"),
+        ("SAM2_MATTING_GRACEFUL_TIMEOUT", "-1", "at least 0"),
+        ("SAM2_MATTING_PORT", "65536", "at most 65535"),
+        ("SAM2_MATTING_MAX_QUERY_DEPTH", "0", "at least 1"),
+        ("SAM2_MATTING_MAX_ALIASES", "0", "at least 1"),
+        ("SAM2_MATTING_MAX_TOKENS", "0", "at least 1"),
+        ("SAM2_MATTING_LOG_LEVEL", "LOUD", "one of DEBUG"),
+        ("SAM2_MATTING_REPLICA_ID", "r 1", "letters, digits"),
+        ("SAM2_MATTING_HOST", " ", "not be empty"),
+        ("API_URL", "matting.example.com", "http(s) URL"),
+        ("SAM2_MATTING_CORS_ORIGINS", "*", "not an http(s) origin"),
+    ],
+)
+def test_settings_out_of_range_name_their_variable(variable: str, value: str, words: str) -> None:
+    """Checked when the settings are made (at start-up), with the variable's name."""
+    from sam2_matting.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError) as info:
+        Settings.from_env({variable: value})
+    assert str(info.value).startswith(f"{variable}: ") and words in str(info.value)
+
+
+def test_settings_in_range_are_accepted() -> None:
+    s = Settings.from_env(
+        {
+            "SAM2_MATTING_MAX_SESSIONS": "1",
+            "SAM2_MATTING_SESSION_TTL": "0.5",
+            "SAM2_MATTING_PORT": "0",
+            "SAM2_MATTING_GRACEFUL_TIMEOUT": "0",
+            "SAM2_MATTING_LOG_LEVEL": "debug",
+            "SAM2_MATTING_REPLICA_ID": "r1",
+            "API_URL": "https://matting.example.com/api/",
+        }
+    )
+    assert (s.max_sessions, s.session_ttl, s.port) == (1, 0.5, 0)
+    Settings()  # the defaults are in range
+
+
+def test_serve_refuses_a_bad_setting_in_one_line() -> None:
+    """Checked at start-up, before gunicorn or the model: one line, exit status 2."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "SAM2_MATTING_MAX_SESSIONS": "0"}
+    done = subprocess.run(
+        [sys.executable, "-m", "sam2_matting", "serve", "--device", "cpu"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 2, done.stderr[-500:]
+    assert done.stderr.strip() == (
+        "sam2-matting: error: SAM2_MATTING_MAX_SESSIONS: must be at least 1 (got 0)"
+    )

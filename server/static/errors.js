@@ -25,6 +25,8 @@ export function codeForStatus(status) {
       401: "UNAUTHENTICATED",
       403: "FORBIDDEN",
       404: "NOT_FOUND",
+      405: "METHOD_NOT_ALLOWED",
+      409: "SESSION_BUSY",
       413: "LIMIT_EXCEEDED",
       415: "BAD_USER_INPUT",
       503: "BUSY",
@@ -90,6 +92,10 @@ export function describeError(err, { ttlSec = null } = {}) {
         action: "retry",
       };
     }
+    case "SESSION_BUSY":
+      return { title: "Still tracking", text: sentence(message), action: "retry" };
+    case "CANCELLED":
+      return { title: "Cancelled", text: sentence(message), action: null };
     case "LIMIT_EXCEEDED":
       return { title: "Over the server's limit", text: sentence(message), action: null };
     case "UNAUTHENTICATED":

@@ -131,6 +131,10 @@ test("errors: codes from GraphQL and plain bodies, and words a person can act on
   const busy = describeError(new ApiError("BUSY", "the server is at its limit of 4 live sessions"), { ttlSec: 60 });
   assert.equal(busy.action, "retry");
   assert.match(busy.text, /^The server is at its limit of 4 live sessions\. Sessions are freed .* 1 minute/);
+  const tracking = describeError(new ApiError("SESSION_BUSY", "the session is propagating"));
+  assert.equal(tracking.action, "retry");
+  assert.equal(tracking.text, "The session is propagating.");
+  assert.equal(errorFromBody({}, 409).code, "SESSION_BUSY");
   assert.equal(describeError(new ApiError("INTERNAL", "boom")).title, "Server error");
   assert.equal(describeError(new ApiError("NETWORK", "x")).title, "Cannot reach the service");
   assert.equal(sentence("done!"), "Done!");
