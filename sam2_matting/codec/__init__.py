@@ -22,7 +22,7 @@ from pathlib import Path
 from sam2_matting.codec.coco import decode_coco_binary, encode_coco_binary
 from sam2_matting.codec.legacy import decode_legacy, encode_legacy
 from sam2_matting.codec.limits import DEFAULT_MAX_PIXELS, HARD_MAX_PIXELS
-from sam2_matting.codec.rle import FORMAT, decode_matte, encode_matte
+from sam2_matting.codec.rle import FORMAT, decode_matte, encode_matte, peek_size
 from sam2_matting.errors import CodecError
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "encode_legacy",
     "encode_matte",
     "js_decoder_path",
+    "peek_size",
 ]
 
 
