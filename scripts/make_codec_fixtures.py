@@ -268,7 +268,7 @@ def bad_cases() -> list[dict[str, Any]]:
     ]
     out = []
     for name, matte, max_pixels in cases:
-        kwargs = {} if max_pixels is None else {"max_pixels": max_pixels}
+        kwargs: dict[str, Any] = {} if max_pixels is None else {"max_pixels": max_pixels}
         try:
             decode_matte(matte, **kwargs)
         except CodecError:

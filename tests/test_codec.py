@@ -144,7 +144,9 @@ def test_sparse_and_dense_prediction_paths_agree(seed: int) -> None:
     results = []
     for dense in (False, True):
         out = runs_only.copy()
-        rle_decode.undo_prediction(out, alpha.shape[1], starts[lit], lens[lit], residuals, dense=dense)
+        rle_decode.undo_prediction(
+            out, alpha.shape[1], starts[lit], lens[lit], residuals, dense=dense
+        )
         results.append(out)
     np.testing.assert_array_equal(results[0], flat)
     np.testing.assert_array_equal(results[1], flat)

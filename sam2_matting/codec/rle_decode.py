@@ -16,7 +16,6 @@ MiB, whatever the input declares.
 from __future__ import annotations
 
 import binascii
-import re
 import zlib
 from typing import Any, Protocol
 
@@ -49,9 +48,9 @@ CHUNK = 1 << 16
 #: filled in place, literal spans are cut into pieces of at most _PAYLOAD_CAP pixels).
 _PAYLOAD_CAP = 1 << 18
 _PIXEL_CAP = 1 << 22
-_B64_TEXT = re.compile(r"[A-Za-z0-9+/]*")
 # The character before "==" (before "=") carries 4 (2) unused low bits: they must be zero.
 _B64_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+_B64_DELETE = (_B64_CHARS + "=").encode("ascii")
 _PAD_OK = {1: frozenset(_B64_CHARS[::4]), 2: frozenset(_B64_CHARS[::16])}
 
 I64 = NDArray[np.int64]
@@ -172,13 +171,17 @@ class _Base64Reader:
             self._decode_next()
 
     def _decode_next(self) -> None:
-        end = min(len(self.text), self.pos + CHUNK // 3 * 4)
-        chunk = self.text[self.pos : end]
-        body = chunk.rstrip("=") if end == len(self.text) else chunk
-        if not _B64_TEXT.fullmatch(body):
+        end = min(len(self.text), self.pos + max(4, CHUNK // 3 * 4))
+        try:
+            chunk = self.text[self.pos : end].encode("ascii")
+        except UnicodeEncodeError:
+            chunk = b"?"
+        # "=" is only at the very end (checked before): delete the alphabet and it, and
+        # anything left is a foreign character.
+        if chunk.translate(None, _B64_DELETE):
             raise CodecError("counts is not valid base64: a character outside A-Z a-z 0-9 + /")
-        self.buf = binascii.a2b_base64(chunk)[self.drop :]
-        self.off = 0
+        self.buf = binascii.a2b_base64(chunk)
+        self.off = self.drop
         self.drop = 0
         self.pos = end
 
