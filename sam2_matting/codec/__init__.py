@@ -3,6 +3,8 @@
     from sam2_matting.codec import encode_matte, decode_matte
     obj = encode_matte(alpha)        # uint8 (H, W) -> {"format": "matte-rle/1", "size", "counts"}
     alpha = decode_matte(obj)        # CodecError on malformed input or H*W over max_pixels
+    alpha = decode_matte(obj, expected_shape=(H, W))  # another size is refused before decoding
+    H, W = peek_size(obj)            # every check that needs no decoding
 
 * ``matte-rle/1`` (``encode_matte`` / ``decode_matte``): the streamed, lossless format,
   specified in docs/matte-rle.md; a browser decoder ships as ``matte_rle.mjs`` next to this file.

@@ -8,7 +8,9 @@
 //
 // obj is the JSON object {"format": "matte-rle/1", "size": [H, W], "counts": "<base64>"}.
 // Every malformed input throws MatteCodecError; the size is checked against maxPixels before
-// anything is allocated, and inflating stops at the largest body H x W can need.
+// anything is allocated, and inflating stops at the largest body H x W can need. Only canonical
+// input is valid: varints in their shortest form and below 2**32, zero unused base64 bits, a
+// blob of at most maxBlobBytes(H * W) bytes (docs/matte-rle.md, sections 2 to 5).
 
 export const MATTE_FORMAT = "matte-rle/1";
 export const DEFAULT_MAX_PIXELS = 8192 * 8192;

@@ -7,7 +7,8 @@
 A matte is cut, in row-major order, into tokens: runs of 0, runs of 255, runs of another value,
 and literal spans. A literal pixel is stored as its difference (mod 256) from the pixel directly
 above it. Token headers (varints) and payload bytes form a body that is deflated when that
-helps, then base64'd.
+helps, then base64'd. The decoder (streamed, in bounded memory) is ``rle_decode.py``; its
+names are re-exported here.
 """
 
 from __future__ import annotations

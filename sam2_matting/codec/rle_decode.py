@@ -126,7 +126,7 @@ def _check_header(
     pad = 2 if counts.endswith("==") else 1 if counts.endswith("=") else 0
     if counts.find("=", 0, len(counts) - pad) != -1:
         raise CodecError("counts is not valid base64: '=' anywhere but in the last two places")
-    if pad and counts[-pad - 1] not in _PAD_OK[pad]:
+    if pad and counts[-pad - 1] in _B64_CHARS and counts[-pad - 1] not in _PAD_OK[pad]:
         raise CodecError("counts is not canonical base64: unused bits before '=' are not zero")
     blob_len = len(counts) // 4 * 3 - pad
     if blob_len > limit:
