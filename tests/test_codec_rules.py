@@ -13,7 +13,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sam2_matting.codec import FORMAT, CodecError, decode_matte, encode_matte, peek_size, rle
+from sam2_matting.codec import (
+    FORMAT,
+    CodecError,
+    decode_matte,
+    encode_matte,
+    peek_size,
+    rle,
+    rle_input,
+)
 from sam2_matting.codec import rle_decode as dec
 from sam2_matting.codec.synthetic import soft_matte
 
@@ -96,7 +104,9 @@ def test_deflate_data_is_bounded_by_the_largest_blob_too(over: int) -> None:
 def test_inflating_stops_right_after_the_body_limit() -> None:
     data = zlib.compressobj(9, zlib.DEFLATED, -15)
     stream = data.compress(bytes(1 << 20)) + data.flush()
-    reader = dec._InflateReader(dec._Base64Reader(base64.b64encode(stream).decode()), 1000)
+    reader = rle_input.InflateReader(
+        rle_input.Base64Reader(base64.b64encode(stream).decode()), 1000
+    )
     with pytest.raises(CodecError, match="inflates past 1000 bytes"):
         reader.read(2000)
     assert reader.total == 1001
@@ -122,7 +132,7 @@ def test_non_canonical_or_too_big_varints_are_refused(raw: bytes) -> None:
     with pytest.raises(CodecError, match="varint"):
         dec.parse_varints(np.frombuffer(raw, np.uint8))
     with pytest.raises(CodecError, match="varint"):  # the header count is read one by one
-        dec._read_varint(dec._Base64Reader(base64.b64encode(raw).decode()))
+        dec._read_varint(rle_input.Base64Reader(base64.b64encode(raw).decode()))
     # and inside a real matte: the worked example with its first header in that form
     headers = raw + bytes([2, 5, 6, 5])
     blob = b"\0" + _varint(len(headers)) + headers + bytes([64, 0, 32])
@@ -282,7 +292,7 @@ def test_every_chunk_and_batch_boundary_decodes_the_same(
     alpha[rng.random(shape) < 0.3] = 128  # runs of a mid value: value tokens
     matte = encode_matte(alpha, level=level)
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(dec, "CHUNK", chunk)
+        patch.setattr(rle_input, "CHUNK", chunk)
         patch.setattr(dec, "_PAYLOAD_CAP", cap)
         patch.setattr(dec, "_PIXEL_CAP", 2 * cap)
         np.testing.assert_array_equal(decode_matte(matte), alpha)
@@ -294,7 +304,7 @@ def test_every_chunk_and_batch_boundary_decodes_the_same(
 def test_a_big_matte_crosses_many_chunks() -> None:
     alpha = soft_matte(700, 900, seed=3)
     alpha[::2, ::3] = 128
-    assert len(rle._encode_body(alpha.reshape(-1), 900)) > 4 * dec.CHUNK
+    assert len(rle._encode_body(alpha.reshape(-1), 900)) > 4 * rle_input.CHUNK
     for level in (0, 1):
         matte = encode_matte(alpha, level=level)
         assert base64.b64decode(matte["counts"])[0] == level

@@ -5,230 +5,63 @@
     height, width = peek_size(obj)                         # all checks that need no decoding
 
 Nothing is decoded, inflated or allocated for the pixels before the declared size passes
-``max_pixels`` (and ``expected_shape``) and the text length fits that size. Then base64 is
-decoded and the body inflated in chunks of at most :data:`CHUNK` bytes; tokens are written
-straight into the one output array as they arrive. The token headers and the payload are read
-by two cursors over the same blob (a deflated body is inflated twice, the second time
+``max_pixels`` (and ``expected_shape``) and the text length fits that size (``rle_input``).
+Then base64 is decoded and the body inflated in chunks of at most ``CHUNK`` bytes; tokens are
+written straight into the one output array as they arrive. The token headers and the payload
+are read by two cursors over the same blob (a deflated body is inflated twice, the second time
 skipping the headers), so the body is never held whole: peak memory is the output plus a few
 MiB, whatever the input declares.
 """
 
 from __future__ import annotations
 
-import binascii
-import zlib
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from sam2_matting.codec.limits import DEFAULT_MAX_PIXELS, check_size
+from sam2_matting.codec import rle_input
+from sam2_matting.codec.limits import DEFAULT_MAX_PIXELS
+from sam2_matting.codec.rle_input import (
+    FORMAT,
+    MAX_TOKEN_PIXELS,
+    MAX_VARINT_BYTES,
+    MAX_VARINT_VALUE,
+    Base64Reader,
+    InflateReader,
+    Reader,
+    check_header,
+    max_blob_bytes,
+    max_body_bytes,
+    max_counts_chars,
+    peek_size,
+    varint_size,
+)
 from sam2_matting.errors import CodecError
 
 __all__ = [
+    "FORMAT",
     "MAX_TOKEN_PIXELS",
     "decode_matte",
     "max_blob_bytes",
     "max_body_bytes",
     "max_counts_chars",
+    "parse_varints",
     "peek_size",
+    "split_tokens",
+    "undo_prediction",
     "varint_size",
 ]
 
-FORMAT = "matte-rle/1"
 METHOD_STORED, METHOD_DEFLATE, METHOD_RAW = 0, 1, 2
 KIND_ZERO, KIND_FULL, KIND_LITERAL, KIND_VALUE = 0, 1, 2, 3
-MAX_VARINT_BYTES = 5
-#: Varints hold values below 2**32, so a token is at most 2**30 pixels long.
-MAX_VARINT_VALUE = 2**32 - 1
-MAX_TOKEN_PIXELS = 2**30
-#: Bytes read, inflated or base64-decoded at a time.
-CHUNK = 1 << 16
 #: Bounds of one batch of tokens: payload bytes and pixels covered (runs longer than this are
 #: filled in place, literal spans are cut into pieces of at most _PAYLOAD_CAP pixels).
 _PAYLOAD_CAP = 1 << 18
 _PIXEL_CAP = 1 << 22
-# The character before "==" (before "=") carries 4 (2) unused low bits: they must be zero.
-_B64_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-_B64_DELETE = (_B64_CHARS + "=").encode("ascii")
-_PAD_OK = {1: frozenset(_B64_CHARS[::4]), 2: frozenset(_B64_CHARS[::16])}
 
 I64 = NDArray[np.int64]
 U8 = NDArray[np.uint8]
-
-
-def varint_size(value: int) -> int:
-    """Bytes in the (canonical) LEB128 form of ``value`` (0 <= value < 2**35)."""
-    return max(1, -(-int(value).bit_length() // 7))
-
-
-def max_body_bytes(pixels: int) -> int:
-    """Largest valid body: one 1-byte header and one payload byte per pixel, plus the count."""
-    return 2 * pixels + varint_size(pixels)
-
-
-def max_blob_bytes(pixels: int) -> int:
-    """Largest valid blob: the method byte and the largest body."""
-    return 1 + max_body_bytes(pixels)
-
-
-def max_counts_chars(pixels: int) -> int:
-    """Length of the base64 of the largest valid blob: ``4 * ceil(max_blob_bytes / 3)``."""
-    return 4 * -(-max_blob_bytes(pixels) // 3)
-
-
-# ---------------------------------------------------------------------------------------------
-# Checks that need no decoding
-
-
-def peek_size(
-    obj: Any,
-    *,
-    max_pixels: int = DEFAULT_MAX_PIXELS,
-    expected_shape: tuple[int, int] | None = None,
-) -> tuple[int, int]:
-    """Return the declared ``(H, W)`` after every check that decodes nothing.
-
-    Checks: a JSON object, the format, the size (and ``max_pixels``, ``expected_shape``), that
-    ``counts`` is a string of canonical base64 shape (length, padding, unused bits) and that
-    it holds at least 1 and at most :func:`max_blob_bytes` bytes.
-    """
-    height, width, _ = _check_header(obj, max_pixels, expected_shape)
-    return height, width
-
-
-def _check_header(
-    obj: Any, max_pixels: int, expected_shape: tuple[int, int] | None
-) -> tuple[int, int, int]:
-    """(H, W, blob length) of a matte that passes every check short of decoding."""
-    if not isinstance(obj, dict):
-        raise CodecError(f"matte must be a JSON object, got {type(obj).__name__}")
-    if obj.get("format") != FORMAT:
-        raise CodecError(f"format must be {FORMAT!r}, got {obj.get('format')!r}")
-    height, width = check_size(obj.get("size"), max_pixels, integral_floats=True)
-    if expected_shape is not None and (height, width) != tuple(expected_shape):
-        want = "x".join(str(v) for v in expected_shape)
-        raise CodecError(f"matte is {height}x{width} (H x W), expected {want}")
-    counts = obj.get("counts")
-    if not isinstance(counts, str):
-        raise CodecError(f"counts must be a string, got {type(counts).__name__}")
-    n = height * width
-    limit = max_blob_bytes(n)
-    if len(counts) > max_counts_chars(n):
-        raise CodecError(
-            f"counts is {len(counts)} characters, more than the {max_counts_chars(n)} "
-            f"of the largest valid {height}x{width} blob"
-        )
-    if not counts:
-        raise CodecError("counts is empty: a blob has at least its method byte")
-    if len(counts) % 4:
-        raise CodecError("counts is not valid base64: length is not a multiple of 4")
-    pad = 2 if counts.endswith("==") else 1 if counts.endswith("=") else 0
-    if counts.find("=", 0, len(counts) - pad) != -1:
-        raise CodecError("counts is not valid base64: '=' anywhere but in the last two places")
-    if pad and counts[-pad - 1] in _B64_CHARS and counts[-pad - 1] not in _PAD_OK[pad]:
-        raise CodecError("counts is not canonical base64: unused bits before '=' are not zero")
-    blob_len = len(counts) // 4 * 3 - pad
-    if blob_len > limit:
-        raise CodecError(
-            f"counts holds {blob_len} bytes, more than the {limit} of the largest valid "
-            f"{height}x{width} blob"
-        )
-    return height, width, blob_len
-
-
-# ---------------------------------------------------------------------------------------------
-# Byte sources
-
-
-class _Reader(Protocol):
-    def read(self, size: int) -> bytes: ...
-
-
-class _Base64Reader:
-    """Blob bytes from the (shape-checked) base64 text, from byte ``skip`` on, in chunks."""
-
-    def __init__(self, text: str, skip: int = 0) -> None:
-        self.text = text
-        self.pos = skip // 3 * 4
-        self.buf = b""
-        self.off = 0
-        self.drop = skip % 3
-
-    def read(self, size: int) -> bytes:
-        """``size`` bytes, or fewer at the end of the blob (b"": nothing left)."""
-        if self.off + size <= len(self.buf):  # the common case: no copy of the buffer
-            self.off += size
-            return self.buf[self.off - size : self.off]
-        parts, have = [], 0
-        while True:
-            part = self.buf[self.off : self.off + size - have]
-            self.off += len(part)
-            parts.append(part)
-            have += len(part)
-            if have >= size or self.pos >= len(self.text):
-                return b"".join(parts)
-            self._decode_next()
-
-    def _decode_next(self) -> None:
-        end = min(len(self.text), self.pos + max(4, CHUNK // 3 * 4))
-        try:
-            chunk = self.text[self.pos : end].encode("ascii")
-        except UnicodeEncodeError:
-            chunk = b"?"
-        # "=" is only at the very end (checked before): delete the alphabet and it, and
-        # anything left is a foreign character.
-        if chunk.translate(None, _B64_DELETE):
-            raise CodecError("counts is not valid base64: a character outside A-Z a-z 0-9 + /")
-        self.buf = binascii.a2b_base64(chunk)
-        self.off = self.drop
-        self.drop = 0
-        self.pos = end
-
-
-class _InflateReader:
-    """The raw deflate stream in ``source``, inflated in bounded pieces, at most ``limit``."""
-
-    def __init__(self, source: _Base64Reader, limit: int) -> None:
-        self.source = source
-        self.limit = limit
-        self.total = 0
-        self.inflater = zlib.decompressobj(-15)
-        self.pending = b""
-
-    def read(self, size: int) -> bytes:
-        """``size`` inflated bytes, or fewer where the stream ends."""
-        parts, have = [], 0
-        while have < size and not self.inflater.eof:
-            fresh = False
-            if not self.pending:
-                self.pending = self.source.read(CHUNK)
-                fresh = True
-            # Never more than the limit allows plus one byte, so a bomb stops right there.
-            want = min(size - have, self.limit + 1 - self.total)
-            try:
-                part = self.inflater.decompress(self.pending, want)
-            except zlib.error as err:
-                raise CodecError(f"corrupt deflate stream: {err}") from None
-            if not part and fresh and not self.pending and not self.inflater.eof:
-                raise CodecError("truncated deflate stream")
-            self.pending = self.inflater.unconsumed_tail
-            self.total += len(part)
-            if self.total > self.limit:
-                raise CodecError(
-                    f"deflate stream inflates past {self.limit} bytes, more than the size needs"
-                )
-            parts.append(part)
-            have += len(part)
-        return b"".join(parts)
-
-    def check_end(self) -> None:
-        """The stream ended exactly at the end of the blob."""
-        if not self.inflater.eof:
-            raise CodecError("deflate stream continues past the body the tokens describe")
-        stray = len(self.inflater.unused_data) + len(self.pending) + len(self.source.read(CHUNK))
-        if stray:
-            raise CodecError("stray bytes after the deflate stream")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,40 +80,40 @@ def decode_matte(
     ``max_pixels`` or, when given, a size other than ``expected_shape`` (all checked before
     anything is decoded). Memory: the output plus a few MiB.
     """
-    height, width, blob_len = _check_header(obj, max_pixels, expected_shape)
+    height, width, blob_len = check_header(obj, max_pixels, expected_shape)
     counts: str = obj["counts"]
     n = height * width
-    head = _Base64Reader(counts)
+    head = Base64Reader(counts)
     method = head.read(1)[0]
     if method == METHOD_RAW:
         if blob_len - 1 != n:
             raise CodecError(f"raw matte has {blob_len - 1} bytes, size needs {n}")
         out = np.empty(n, dtype=np.uint8)
-        for o in range(0, n, CHUNK):
-            piece = head.read(CHUNK)
+        for o in range(0, n, rle_input.CHUNK):
+            piece = head.read(rle_input.CHUNK)
             out[o : o + len(piece)] = np.frombuffer(piece, dtype=np.uint8)
         return out.reshape(height, width)
     if method == METHOD_STORED:
-        headers: _Reader = head
+        headers: Reader = head
         n_headers, pos = _read_varint(headers)
         if n_headers > blob_len - 1 - pos:
             raise CodecError(
                 f"token headers claim {n_headers} bytes, body has {blob_len - 1 - pos}"
             )
         _check_header_bytes(n_headers, n)
-        payload = _Base64Reader(counts, 1 + pos + n_headers)
+        payload = Base64Reader(counts, 1 + pos + n_headers)
         out = _decode_tokens(headers, n_headers, payload, height, width)
         if payload.read(1):
             raise CodecError("payload bytes left over after the tokens")
         return out
     if method == METHOD_DEFLATE:
         limit = max_body_bytes(n)
-        headers = _InflateReader(head, limit)
+        headers = InflateReader(head, limit)
         n_headers, pos = _read_varint(headers)
         _check_header_bytes(n_headers, n)
-        inflated = _InflateReader(_Base64Reader(counts, 1), limit)
-        for skip in range(pos + n_headers, 0, -CHUNK):
-            if len(inflated.read(min(skip, CHUNK))) < min(skip, CHUNK):
+        inflated = InflateReader(Base64Reader(counts, 1), limit)
+        for skip in range(pos + n_headers, 0, -rle_input.CHUNK):
+            if len(inflated.read(min(skip, rle_input.CHUNK))) < min(skip, rle_input.CHUNK):
                 raise CodecError("body ends inside the token headers")
         out = _decode_tokens(headers, n_headers, inflated, height, width)
         if inflated.read(1):
@@ -297,7 +130,7 @@ def _check_header_bytes(n_headers: int, pixels: int) -> None:
         raise CodecError(f"token headers claim {n_headers} bytes for {pixels} pixels")
 
 
-def _read_varint(source: _Reader) -> tuple[int, int]:
+def _read_varint(source: Reader) -> tuple[int, int]:
     """One canonical varint from the front of ``source``: (value, bytes read)."""
     value = 0
     for k in range(MAX_VARINT_BYTES):
@@ -361,15 +194,13 @@ class _Output:
         return self._array
 
 
-def _decode_tokens(
-    headers: _Reader, n_headers: int, payload: _Reader, height: int, width: int
-) -> U8:
+def _decode_tokens(headers: Reader, n_headers: int, payload: Reader, height: int, width: int) -> U8:
     """Read ``n_headers`` header bytes and the payload they need; write pixels as they come."""
     n = height * width
     out = _Output(n)
     done, left, carry = 0, n_headers, b""
     while left:
-        chunk = headers.read(min(left, CHUNK))
+        chunk = headers.read(min(left, rle_input.CHUNK))
         if not chunk:
             raise CodecError("body ends inside the token headers")
         left -= len(chunk)
@@ -396,7 +227,7 @@ def split_tokens(lens: I64, kinds: I64, which: NDArray[np.bool_], cap: int) -> t
     return new_lens, new_kinds
 
 
-def _write_tokens(out: _Output, done: int, values: I64, payload: _Reader, width: int) -> int:
+def _write_tokens(out: _Output, done: int, values: I64, payload: Reader, width: int) -> int:
     """Write one chunk of tokens, in batches of bounded size; return pixels written so far."""
     kinds = values & 3
     lens = (values >> 2) + 1
