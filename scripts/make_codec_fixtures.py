@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from sam2_matting.codec import CodecError, decode_matte, encode_legacy, encode_matte  # noqa: E402
-from sam2_matting.codec.rle import FORMAT, _encode_body  # noqa: E402
+from sam2_matting.codec.rle import FORMAT, _encode_body, max_blob_bytes  # noqa: E402
 from sam2_matting.codec.synthetic import noise_matte, soft_matte  # noqa: E402
 
 FIXTURES = REPO / "tests" / "fixtures" / "codec"
@@ -52,8 +52,9 @@ def _body(tokens: list[tuple[int, int]], payload: bytes = b"") -> bytes:
     return _varint(len(headers)) + headers + payload
 
 
-def _matte(size: list[int], blob: bytes) -> dict[str, Any]:
-    return {"format": FORMAT, "size": size, "counts": _b64(blob)}
+def _matte(size: list[Any], blob: bytes, loose: bool = False) -> dict[str, Any]:
+    counts = _b64(blob)
+    return {"format": FORMAT, "size": size, "counts": _loose_bits(counts) if loose else counts}
 
 
 def _deflate(data: bytes, level: int = 6, mem_level: int = 8) -> bytes:
@@ -62,6 +63,7 @@ def _deflate(data: bytes, level: int = 6, mem_level: int = 8) -> bytes:
 
 
 def _case(name: str, note: str, alpha: np.ndarray, matte: dict[str, Any] | None = None) -> dict:
+    """A valid fixture; ``matte`` defaults to the encoder's output for ``alpha``."""
     matte = encode_matte(alpha) if matte is None else matte
     decoded = decode_matte(matte)  # every fixture must round-trip in Python first
     assert decoded.shape == alpha.shape and (decoded == alpha).all(), name
@@ -108,10 +110,22 @@ def valid_cases() -> list[dict[str, Any]]:
         _case("soft_72x128", "synthetic soft matte: deflated body", soft),
         _case("sparse_1024", "long runs: 3- and 4-byte varint headers", sparse),
         _case(
-            "base64_loose_tail_bits",
-            "the worked example with unused low bits set in the last base64 character",
+            "size_written_as_float",
+            "the worked example with the size written [3.0, 4.0]: a size is a value, 3.0 is 3",
             worked,
-            _with(counts="AAUQAgUGBUAAIB=="),
+            _with(size=[3.0, 4.0]),
+        ),
+        _case(
+            "largest_valid_blob",
+            "3x4 as 12 one-pixel literals: the largest valid blob, 2*12 + 1 + 1 = 26 bytes",
+            worked,
+            _matte([3, 4], b"\0" + _all_literals(worked)),
+        ),
+        _case(
+            "deflate_at_length_limit",
+            "deflate padded with empty stored blocks to exactly the largest valid blob length",
+            np.zeros(_DEFLATE_AT_LIMIT[1], np.uint8),
+            _padded_deflate(_DEFLATE_AT_LIMIT),
         ),
         _case(
             "deflate_many_blocks",
@@ -131,11 +145,50 @@ def valid_cases() -> list[dict[str, Any]]:
     return cases
 
 
+def _all_literals(alpha: np.ndarray) -> bytes:
+    """The body of ``alpha`` as one-pixel literal tokens: 2 bytes a pixel, the largest body."""
+    flat = alpha.reshape(-1).astype(np.int16)
+    above = np.concatenate((np.zeros(alpha.shape[1], np.int16), flat[: -alpha.shape[1]]))
+    return _body([(2, 1)] * flat.size, bytes(((flat - above) % 256).astype(np.uint8)))
+
+
+def _padded_shape(over: int) -> tuple[int, tuple[int, int]]:
+    """(empty stored blocks, shape 1xW) for which an all-zero matte deflated as stored blocks
+    is ``over`` bytes past the largest valid blob (0: exactly at it)."""
+    for width in range(2, 200):
+        body = _body([(0, width)])
+        room = max_blob_bytes(width) + over - 1 - (5 + len(body))  # final stored block
+        if room >= 0 and room % 5 == 0:
+            return room // 5, (1, width)
+    raise AssertionError("no shape found")
+
+
+_DEFLATE_AT_LIMIT = _padded_shape(0)
+_DEFLATE_OVER_LIMIT = _padded_shape(1)
+
+
+def _padded_deflate(spec: tuple[int, tuple[int, int]]) -> dict[str, Any]:
+    empty, (height, width) = spec
+    body = _body([(0, width)])
+    final = b"\x01" + len(body).to_bytes(2, "little") + (0xFFFF ^ len(body)).to_bytes(2, "little")
+    data = b"\x00\x00\x00\xff\xff" * empty + final + body
+    return _matte([height, width], b"\x01" + data)
+
+
+def _loose_bits(counts: str) -> str:
+    """The same base64 with the lowest unused bit before the padding set."""
+    pad = len(counts) - len(counts.rstrip("="))
+    i = len(counts) - pad - 1
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    return counts[:i] + alphabet[alphabet.index(counts[i]) + 1] + counts[i + 1 :]
+
+
 def _body_of(alpha: np.ndarray) -> bytes:
     return _encode_body(np.ascontiguousarray(alpha).reshape(-1), alpha.shape[1])
 
 
 def bad_cases() -> list[dict[str, Any]]:
+    worked = np.array([[0, 0, 0, 0], [0, 64, 255, 255], [0, 96, 255, 255]], dtype=np.uint8)
     ok = _body([(0, 5), (2, 1), (1, 2), (2, 2), (1, 2)], bytes([64, 0, 32]))  # the 3x4 example
     good = _deflate(_body_of(soft_matte(24, 32, seed=2)))
     cases: list[tuple[str, Any, int | None]] = [
@@ -167,6 +220,32 @@ def bad_cases() -> list[dict[str, Any]]:
         ("counts_non_ascii", _with(counts="AAUQ\u00e9gUGBUAAIA=="), None),
         ("counts_char_aliasing_A", _with(counts="AAUQ\u0141gUGBUAAIA=="), None),
         ("counts_too_long_for_size", _matte([1, 1], b"\0" * 300), None),
+        (
+            "counts_one_group_over_largest",
+            _matte([3, 4], b"\0" + _all_literals(worked) + b"\0" * 3),
+            None,
+        ),
+        ("blob_one_byte_over_largest", _matte([3, 4], b"\0" + _all_literals(worked) + b"\0"), None),
+        ("deflate_one_byte_over_length_limit", _padded_deflate(_DEFLATE_OVER_LIMIT), None),
+        ("base64_loose_bits_before_two_pads", _with(counts=_loose_bits("AAUQAgUGBUAAIA==")), None),
+        ("base64_loose_bits_before_one_pad", _matte([1, 1], b"\x02\x07", loose=True), None),
+        ("varint_count_overlong_2_bytes", _matte([3, 4], b"\0\x85\x00" + ok[1:]), None),
+        ("varint_count_overlong_5_bytes", _matte([3, 4], b"\0\x85\x80\x80\x80\x00" + ok[1:]), None),
+        (
+            "varint_header_overlong_2_bytes",
+            _matte([3, 4], b"\0\x06\x90\x00" + ok[2:]),
+            None,
+        ),
+        (
+            "varint_header_overlong_5_bytes_zero",
+            _matte([3, 4], b"\0\x06\x80\x80\x80\x80\x00\x28"),
+            None,
+        ),
+        (
+            "varint_header_2_to_the_32",
+            _matte([1, 2**31 - 1], b"\0\x05" + _varint(4 * (2**31 - 2))),
+            2**31 - 1,
+        ),
         ("unknown_method", _matte([3, 4], b"\x03" + ok), None),
         ("raw_short", _matte([3, 4], b"\x02" + bytes(11)), None),
         ("raw_long", _matte([3, 4], b"\x02" + bytes(13)), None),
@@ -185,11 +264,11 @@ def bad_cases() -> list[dict[str, Any]]:
         ("deflate_truncated", _matte([24, 32], b"\x01" + good[: len(good) // 2]), None),
         ("deflate_trailing_bytes", _matte([24, 32], b"\x01" + good + b"\0"), None),
         ("deflate_empty", _matte([3, 4], b"\x01"), None),
-        ("deflate_bomb", _matte([2, 2], b"\x01" + _deflate(bytes(1 << 20), 9)), None),
+        ("deflate_bomb", _matte([1000, 1000], b"\x01" + _deflate(bytes(1 << 22), 9)), None),
     ]
     out = []
     for name, matte, max_pixels in cases:
-        kwargs = {} if max_pixels is None else {"max_pixels": max_pixels}
+        kwargs: dict[str, Any] = {} if max_pixels is None else {"max_pixels": max_pixels}
         try:
             decode_matte(matte, **kwargs)
         except CodecError:

@@ -298,7 +298,8 @@ class Mutation:
                     "format": input.alpha.format,
                     "size": input.alpha.size,
                     "counts": input.alpha.counts,
-                }
+                },
+                expected_shape=(s.height, s.width),  # checked before anything is decoded
             )
         else:
             assert input.rle_mask is not None

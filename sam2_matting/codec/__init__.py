@@ -3,6 +3,8 @@
     from sam2_matting.codec import encode_matte, decode_matte
     obj = encode_matte(alpha)        # uint8 (H, W) -> {"format": "matte-rle/1", "size", "counts"}
     alpha = decode_matte(obj)        # CodecError on malformed input or H*W over max_pixels
+    alpha = decode_matte(obj, expected_shape=(H, W))  # another size is refused before decoding
+    H, W = peek_size(obj)            # every check that needs no decoding
 
 * ``matte-rle/1`` (``encode_matte`` / ``decode_matte``): the streamed, lossless format,
   specified in docs/matte-rle.md; a browser decoder ships as ``matte_rle.mjs`` next to this file.
@@ -22,7 +24,7 @@ from pathlib import Path
 from sam2_matting.codec.coco import decode_coco_binary, encode_coco_binary
 from sam2_matting.codec.legacy import decode_legacy, encode_legacy
 from sam2_matting.codec.limits import DEFAULT_MAX_PIXELS, HARD_MAX_PIXELS
-from sam2_matting.codec.rle import FORMAT, decode_matte, encode_matte
+from sam2_matting.codec.rle import FORMAT, decode_matte, encode_matte, peek_size
 from sam2_matting.errors import CodecError
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "encode_legacy",
     "encode_matte",
     "js_decoder_path",
+    "peek_size",
 ]
 
 

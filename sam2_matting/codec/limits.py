@@ -32,16 +32,22 @@ def check_max_pixels(max_pixels: int) -> int:
     return int(max_pixels)
 
 
-def check_size(size: Any, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int]:
+def check_size(
+    size: Any, max_pixels: int = DEFAULT_MAX_PIXELS, *, integral_floats: bool = False
+) -> tuple[int, int]:
     """Validate a JSON ``size`` field ``[H, W]``; return ``(H, W)``.
 
-    H and W must be integers ≥ 1 (not bools, not floats) with ``H * W <= max_pixels``.
+    H and W must be integers ≥ 1 (not bools) with ``H * W <= max_pixels``. Floats are refused,
+    or with ``integral_floats`` taken by value (``3.0`` is 3, as JavaScript's ``JSON.parse``
+    sees it; ``3.5``, NaN and infinities are refused).
     """
     limit = check_max_pixels(max_pixels)
     if not isinstance(size, (list, tuple)) or len(size) != 2:
         raise CodecError(f"size must be a list [H, W], got {_short(size)}")
     dims = []
     for name, value in zip(("height", "width"), size, strict=True):
+        if integral_floats and isinstance(value, (float, np.floating)):
+            value = int(value) if float(value).is_integer() else value
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
             raise CodecError(f"size: {name} must be an integer, got {_short(value)}")
         if value < 1:

@@ -4,15 +4,21 @@
 //   import { decodeMatte, decodeMatteInto, MatteCodecError } from "./matte_rle.mjs";
 //   const { width, height, data } = decodeMatte(obj);  // data: Uint8ClampedArray, row-major
 //   decodeMatteInto(obj, imageData);                    // writes alpha into RGBA data[4*i + 3]
+//   decodeMatte(obj, { expectedShape: [540, 960] });    // refuse another size before decoding
 //
 // obj is the JSON object {"format": "matte-rle/1", "size": [H, W], "counts": "<base64>"}.
 // Every malformed input throws MatteCodecError; the size is checked against maxPixels before
-// anything is allocated, and inflating stops at the largest body H x W can need.
+// anything is allocated, and inflating stops at the largest body H x W can need. Only canonical
+// input is valid: varints in their shortest form and below 2**32, zero unused base64 bits, a
+// blob of at most maxBlobBytes(H * W) bytes (docs/matte-rle.md, sections 2 to 5).
 
 export const MATTE_FORMAT = "matte-rle/1";
 export const DEFAULT_MAX_PIXELS = 8192 * 8192;
 const HARD_MAX_PIXELS = 2 ** 31 - 1;
 const MAX_VARINT_BYTES = 5;
+const MAX_VARINT_VALUE = 2 ** 32 - 1;
+// The character before "==" ("=") carries 4 (2) unused bits, which must be zero.
+const B64_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 export class MatteCodecError extends Error {
   constructor(message) {
@@ -26,15 +32,31 @@ function fail(message) {
   throw new MatteCodecError(message);
 }
 
-/** Largest valid body for `pixels` pixels (one 5-byte token header + 1 byte per pixel). */
+/** Bytes in the canonical LEB128 form of `value` (0 <= value < 2**35). */
+export function varintSize(value) {
+  let size = 1;
+  while (value >= 2 ** (7 * size)) size++;
+  return size;
+}
+
+/** Largest valid body for `pixels` pixels: a 1-byte header and 1 payload byte per pixel. */
 export function maxBodyBytes(pixels) {
-  return 6 * pixels + MAX_VARINT_BYTES;
+  return 2 * pixels + varintSize(pixels);
+}
+
+/** Largest valid blob (method byte + body) and the length of its base64. */
+export function maxBlobBytes(pixels) {
+  return 1 + maxBodyBytes(pixels);
+}
+export function maxCountsChars(pixels) {
+  return 4 * Math.ceil(maxBlobBytes(pixels) / 3);
 }
 
 /**
  * Decode a matte-rle/1 object to { width, height, data } with data a row-major
  * Uint8ClampedArray of width * height alpha values. options.maxPixels (default
- * DEFAULT_MAX_PIXELS) bounds width * height.
+ * DEFAULT_MAX_PIXELS) bounds width * height; options.expectedShape ([H, W]) refuses any other
+ * size before anything is decoded.
  */
 export function decodeMatte(obj, options = {}) {
   const { width, height, pixels } = decodePixels(obj, options);
@@ -51,15 +73,16 @@ function decodePixels(obj, options) {
     fail(`format must be "${MATTE_FORMAT}", got ${String(obj.format)}`);
   }
   const [height, width] = checkSize(obj.size, maxPixels);
+  const expected = options.expectedShape;
+  if (expected !== undefined && (expected[0] !== height || expected[1] !== width)) {
+    fail(`matte is ${height}x${width} (H x W), expected ${expected[0]}x${expected[1]}`);
+  }
   const counts = obj.counts;
   if (typeof counts !== "string") fail("counts must be a string");
   const n = height * width;
   const limit = maxBodyBytes(n);
-  if (counts.length > 4 * (Math.floor(limit / 3) + 2)) {
-    fail(`counts is ${counts.length} characters, more than a ${height}x${width} matte needs`);
-  }
+  checkCountsShape(counts, n, height, width);
   const blob = decodeBase64(counts);
-  if (blob.length === 0) fail("counts is empty");
   const method = blob[0];
   const data = blob.subarray(1);
   let pixels;
@@ -80,14 +103,15 @@ function decodePixels(obj, options) {
  * (data.length >= 4 * width * height); RGB bytes are left as they are. Returns image.
  */
 export function decodeMatteInto(obj, image, options = {}) {
-  const { width, height, pixels } = decodePixels(obj, options);
-  if (!image || image.width !== width || image.height !== height) {
-    fail(`image is ${image?.width}x${image?.height}, matte is ${width}x${height}`);
+  if (!image || !Number.isInteger(image.width) || !Number.isInteger(image.height)) {
+    fail("image must have integer width and height");
   }
   const rgba = image.data;
-  if (!rgba || rgba.length < 4 * width * height) {
+  if (!rgba || rgba.length < 4 * image.width * image.height) {
     fail("image.data is smaller than 4 * width * height");
   }
+  const expectedShape = [image.height, image.width];
+  const { pixels } = decodePixels(obj, { ...options, expectedShape });
   for (let i = 0, j = 3; i < pixels.length; i++, j += 4) rgba[j] = pixels[i];
   return image;
 }
@@ -114,6 +138,40 @@ function checkSize(size, maxPixels) {
 }
 
 // ------------------------------------------------------------------------------ base64
+
+/** The checks on counts that need no decoding: length bounds, padding, unused bits. */
+function checkCountsShape(counts, n, height, width) {
+  const maxChars = maxCountsChars(n);
+  if (counts.length > maxChars) {
+    fail(
+      `counts is ${counts.length} characters, more than the ${maxChars} ` +
+        `of the largest valid ${height}x${width} blob`,
+    );
+  }
+  if (counts.length === 0) fail("counts is empty: a blob has at least its method byte");
+  if (counts.length % 4 !== 0) fail("counts is not valid base64: length is not a multiple of 4");
+  let pad = 0;
+  if (counts.endsWith("==")) pad = 2;
+  else if (counts.endsWith("=")) pad = 1;
+  const inner = counts.indexOf("=");
+  if (inner !== -1 && inner < counts.length - pad) {
+    fail("counts is not valid base64: '=' anywhere but in the last two places");
+  }
+  if (pad) {
+    const bits = B64_ALPHABET.indexOf(counts[counts.length - pad - 1]);
+    if (bits !== -1 && bits % (pad === 2 ? 16 : 4) !== 0) {
+      fail("counts is not canonical base64: unused bits before '=' are not zero");
+    }
+  }
+  const blobBytes = (counts.length / 4) * 3 - pad;
+  const maxBytes = maxBlobBytes(n);
+  if (blobBytes > maxBytes) {
+    fail(
+      `counts holds ${blobBytes} bytes, more than the ${maxBytes} ` +
+        `of the largest valid ${height}x${width} blob`,
+    );
+  }
+}
 
 const B64 = new Int32Array(128).fill(-1);
 "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -165,43 +223,54 @@ function decodeBase64(text) {
 
 // ------------------------------------------------------------------------------ token body
 
-function decodeBody(body, height, width) {
-  const n = height * width;
-  let p = 0;
-  let headerBytes = 0;
+/**
+ * One canonical varint (unsigned LEB128, shortest form, at most 5 bytes, value < 2**32) at
+ * bytes[pos], ending by `end`: returns [value, next position] or throws MatteCodecError.
+ */
+export function readVarint(bytes, pos, end = bytes.length) {
+  let value = 0;
   for (let k = 0; ; k++) {
     if (k === MAX_VARINT_BYTES) fail("varint longer than 5 bytes");
-    if (p >= body.length) fail("truncated varint");
-    const b = body[p++];
-    headerBytes += (b & 127) * 2 ** (7 * k);
-    if (b < 128) break;
+    if (pos >= end) fail("truncated varint");
+    const b = bytes[pos++];
+    value += (b & 127) * 2 ** (7 * k);
+    if (b < 128) {
+      if (k > 0 && b === 0) fail("overlong varint (not the shortest form of its value)");
+      if (value > MAX_VARINT_VALUE) fail(`varint ${value} is 2**32 or more`);
+      return [value, pos];
+    }
   }
+}
+
+function decodeBody(body, height, width) {
+  const n = height * width;
+  let [headerBytes, p] = readVarint(body, 0);
   if (headerBytes > body.length - p) {
     fail(`token headers claim ${headerBytes} bytes, body has ${body.length - p}`);
   }
+  if (headerBytes > n) fail(`token headers claim ${headerBytes} bytes for ${n} pixels`);
   const headersEnd = p + headerBytes;
   let q = headersEnd; // payload cursor
-  const out = new Uint8Array(n); // Uint8Array stores mod 256: the prediction wraps for free
+  // Allocated on the first non-zero write (or at the end): a matte found inconsistent before
+  // then costs no memory of its declared size. Uint8Array stores mod 256: the prediction wraps.
+  let out = null;
   let o = 0;
+  let h;
   while (p < headersEnd) {
-    let h = 0;
-    for (let k = 0; ; k++) {
-      if (k === MAX_VARINT_BYTES) fail("varint longer than 5 bytes in token headers");
-      if (p >= headersEnd) fail("truncated varint in token headers");
-      const b = body[p++];
-      h += (b & 127) * 2 ** (7 * k);
-      if (b < 128) break;
-    }
+    [h, p] = readVarint(body, p, headersEnd);
     const kind = h % 4;
     const len = (h - kind) / 4 + 1;
     if (len > n - o) fail(`runs cover more than the ${n} pixels of a ${height}x${width} matte`);
     if (kind === 1) {
+      out ??= new Uint8Array(n);
       out.fill(255, o, o + len);
     } else if (kind === 3) {
       if (q >= body.length) fail("payload too short for the tokens");
+      out ??= new Uint8Array(n);
       out.fill(body[q++], o, o + len);
     } else if (kind === 2) {
       if (len > body.length - q) fail("payload too short for the tokens");
+      out ??= new Uint8Array(n);
       const end = o + len;
       for (; o < end && o < width; o++) out[o] = body[q++]; // row 0: nothing above
       for (; o < end; o++) out[o] = body[q++] + out[o - width];
@@ -211,7 +280,7 @@ function decodeBody(body, height, width) {
   }
   if (o !== n) fail(`runs cover ${o} pixels, size ${height}x${width} needs ${n}`);
   if (q !== body.length) fail(`${body.length - q} payload bytes left over after the tokens`);
-  return out;
+  return out ?? new Uint8Array(n);
 }
 
 // ------------------------------------------------------------------------------ inflate

@@ -13,6 +13,11 @@ import {
   decodeMatte,
   decodeMatteInto,
   inflateRaw,
+  maxBlobBytes,
+  maxBodyBytes,
+  maxCountsChars,
+  readVarint,
+  varintSize,
 } from "../../sam2_matting/codec/matte_rle.mjs";
 
 const FIXTURES = fileURLToPath(new URL("../fixtures/codec/", import.meta.url));
@@ -157,4 +162,133 @@ test("corrupted streams either decode to the right size or throw MatteCodecError
     }
   }
   assert.ok(rejected > 100, `only ${rejected} corrupted streams were rejected`);
+});
+
+// ------------------------------------------------------------------ the exact rules of the spec
+
+const B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+function leb128(value) {
+  const out = [];
+  while (value >= 128) {
+    out.push((value % 128) | 128);
+    value = Math.floor(value / 128);
+  }
+  out.push(value);
+  return out;
+}
+
+/** A matte of H x W pixels as one-pixel literal tokens: the largest valid blob for its size. */
+function allLiterals(height, width, pixels) {
+  const n = height * width;
+  const residuals = pixels.map((v, i) => (i >= width ? (v - pixels[i - width] + 256) % 256 : v));
+  return Buffer.from([0, ...leb128(n), ...new Array(n).fill(2), ...residuals]);
+}
+
+const matteOf = (size, bytes) => ({ format: MATTE_FORMAT, size, counts: bytes.toString("base64") });
+
+test("the length bounds are 2HW + varintSize(HW) (+1 method byte), base64'd", () => {
+  for (const n of [1, 12, 127, 128, 16383, 16384, 2 ** 21, 2 ** 28, 2 ** 31 - 1]) {
+    const v = leb128(n).length;
+    assert.equal(varintSize(n), v);
+    assert.equal(maxBodyBytes(n), 2 * n + v);
+    assert.equal(maxBlobBytes(n), 2 * n + v + 1);
+    assert.equal(maxCountsChars(n), 4 * Math.ceil((2 * n + v + 1) / 3));
+  }
+});
+
+test("the largest valid blob decodes; one more byte or base64 group is refused", () => {
+  for (const [height, width] of [[1, 1], [3, 4], [1, 64], [128, 1], [1, 200], [130, 130]]) {
+    const n = height * width;
+    const pixels = Array.from({ length: n }, (_, i) => (i * 37) % 256);
+    const blob = allLiterals(height, width, pixels);
+    assert.equal(blob.length, maxBlobBytes(n));
+    const largest = matteOf([height, width], blob);
+    assert.equal(largest.counts.length, maxCountsChars(n));
+    assert.deepEqual(Array.from(decodeMatte(largest).data), pixels);
+    const longer = matteOf([height, width], Buffer.concat([blob, Buffer.from([0])]));
+    assert.throws(() => decodeMatte(longer), /more than the \d+ of the largest valid/);
+    const group = { ...largest, counts: largest.counts + "AAAA" };
+    assert.throws(() => decodeMatte(group), /characters, more than the \d+ of the largest valid/);
+  }
+});
+
+test("varints: only the shortest form, at most 5 bytes, below 2**32", () => {
+  for (const value of [0, 1, 127, 128, 300, 16383, 16384, 2 ** 21, 2 ** 28 - 1, 2 ** 32 - 1]) {
+    const bytes = leb128(value);
+    assert.deepEqual(readVarint(bytes, 0), [value, bytes.length]);
+  }
+  const refused = [
+    [0x80, 0x00], // 0 in 2 bytes
+    [0x81, 0x00], // 1 in 2 bytes
+    [0xff, 0x80, 0x00], // 127 in 3 bytes
+    [0x80, 0x80, 0x80, 0x80, 0x00], // 0 in 5 bytes
+    [0x85, 0x80, 0x80, 0x80, 0x00], // 5 in 5 bytes
+    [0x80, 0x80, 0x80, 0x80, 0x10], // 2**32
+    [0xff, 0xff, 0xff, 0xff, 0x7f], // 2**35 - 1
+    [0x80, 0x80, 0x80, 0x80, 0x80, 0x00], // 6 bytes
+  ];
+  for (const bytes of refused) {
+    assert.throws(() => readVarint(bytes, 0), /varint/, JSON.stringify(bytes));
+    // inside a matte: the worked example with its first header written that way
+    const headers = [...bytes, 2, 5, 6, 5];
+    const blob = Buffer.from([0, headers.length, ...headers, 64, 0, 32]);
+    assert.throws(() => decodeMatte(matteOf([3, 4], blob)), /varint/);
+    // and as the header count
+    const count = Buffer.from([0, ...bytes, 16, 2, 5, 6, 5, 64, 0, 32]);
+    assert.throws(() => decodeMatte(matteOf([3, 4], count)), MatteCodecError);
+  }
+});
+
+test("base64: non-zero bits before the padding are refused", () => {
+  const padded = valid.filter((f) => f.matte.counts.endsWith("="));
+  assert.ok(padded.some((f) => f.matte.counts.endsWith("==")));
+  assert.ok(padded.some((f) => !f.matte.counts.endsWith("==")));
+  for (const fixture of padded) {
+    const counts = fixture.matte.counts;
+    const pad = counts.endsWith("==") ? 2 : 1;
+    const i = counts.length - pad - 1;
+    const value = B64.indexOf(counts[i]);
+    const unused = pad === 2 ? 16 : 4;
+    assert.equal(value % unused, 0, fixture.name);
+    for (let low = 1; low < unused; low++) {
+      const loose = counts.slice(0, i) + B64[value + low] + counts.slice(i + 1);
+      assert.deepEqual(Buffer.from(loose, "base64"), Buffer.from(counts, "base64"));
+      assert.throws(() => decodeMatte({ ...fixture.matte, counts: loose }), /canonical base64/);
+    }
+  }
+});
+
+test("the empty blob has its own message", () => {
+  const empty = { format: MATTE_FORMAT, size: [3, 4], counts: "" };
+  assert.throws(() => decodeMatte(empty), /counts is empty: a blob has at least its method byte/);
+});
+
+test("a size is a value: 3.0 is 3, 3.5 and booleans are refused", () => {
+  const text = '{"format": "matte-rle/1", "size": [3.0, 4e0], "counts": "AAUQAgUGBUAAIA=="}';
+  assert.deepEqual(JSON.parse(text).size, [3, 4]);
+  assert.equal(decodeMatte(JSON.parse(text)).data.length, 12);
+  for (const size of [[3.5, 4], [true, 4], [3, NaN], [3, Infinity], ["3", 4], [0, 4]]) {
+    assert.throws(() => decodeMatte({ ...JSON.parse(text), size }), /size/);
+  }
+});
+
+test("maxPixels outside [1, 2**31 - 1] is refused, not clamped", () => {
+  const example = valid.find((f) => f.name === "worked_example").matte;
+  assert.equal(decodeMatte(example, { maxPixels: 2 ** 31 - 1 }).data.length, 12);
+  for (const maxPixels of [2 ** 31, 2 ** 40, 0, -1, 2.5, "12", Infinity]) {
+    assert.throws(() => decodeMatte(example, { maxPixels }), /maxPixels must be an integer in/);
+  }
+});
+
+test("expectedShape refuses another size before anything is decoded", () => {
+  const example = valid.find((f) => f.name === "worked_example").matte;
+  assert.equal(decodeMatte(example, { expectedShape: [3, 4] }).data.length, 12);
+  const garbage = { ...example, size: [8192, 8192], counts: "AAAA".repeat(5) };
+  assert.throws(
+    () => decodeMatte(garbage, { expectedShape: [3, 4] }),
+    /matte is 8192x8192 \(H x W\), expected 3x4/,
+  );
+  const image = { width: 4, height: 3, data: new Uint8ClampedArray(48) };
+  assert.throws(() => decodeMatteInto(garbage, image), /expected 3x4/);
 });
