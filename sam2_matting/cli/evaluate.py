@@ -27,6 +27,9 @@ LAYOUTS = ("rvm", "videomatte", "synthetic")
 
 
 def register(sub: Any) -> None:
+    from sam2_matting.metrics.alpha import ROUNDINGS
+    from sam2_matting.metrics.protocols import AGGREGATES, PROTOCOLS
+
     p = sub.add_parser(
         "evaluate",
         help="score an adapter (and base SAM 2) under the standard or course protocol",
@@ -34,12 +37,25 @@ def register(sub: Any) -> None:
     )
     p.add_argument("--data", required=True, help="data root (videos folder for synthetic)")
     p.add_argument("--layout", choices=LAYOUTS, default="rvm", help="data layout (default rvm)")
-    p.add_argument("--protocol", choices=("standard", "course"), default="standard")
+    p.add_argument("--protocol", choices=tuple(PROTOCOLS), default="standard")
     p.add_argument(
         "--resolution",
         choices=("auto", "lr", "hr"),
         default="auto",
         help="standard protocol variant (auto: hr from 1080 lines)",
+    )
+    p.add_argument(
+        "--quantize",
+        choices=ROUNDINGS,
+        help="how the standard protocol makes 8-bit predictions: round (default, what the service "
+        "returns) or truncate (RVM's writers, to compare with RVM's published figures)",
+    )
+    p.add_argument(
+        "--aggregate",
+        choices=tuple(AGGREGATES),
+        help="how frames are averaged: frame-index (RVM's spreadsheet; default for standard), "
+        "clip (each clip's mean, then over clips; the course notebook, default for course) or "
+        "pooled (all frames at once)",
     )
     p.add_argument("--model", default="large", help="model size, SAM 2 config name or YAML file")
     p.add_argument("--checkpoint", help="SAM 2 checkpoint (default: the downloaded one)")
@@ -129,7 +145,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     frames = args.max_frames or base_protocol.max_frames
     refs = _clip_refs(args, frames)
     protocol = get_protocol(
-        args.protocol, resolution=args.resolution, frame_height=_first_height(refs)
+        args.protocol,
+        resolution=args.resolution,
+        frame_height=_first_height(refs),
+        aggregate=args.aggregate,
+        rounding=args.quantize,
     )
     try:
         rule = PromptRule(kind=args.prompt or protocol.prompt, clicks=max(1, args.clicks))
