@@ -8,8 +8,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from sam2_matting.metrics import alpha as m
 from sam2_matting.errors import InvalidInputError
+from sam2_matting.metrics import alpha as m
 from sam2_matting.metrics.protocols import AGGREGATES, FrameScorer, aggregate, get_protocol
 
 
