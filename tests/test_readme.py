@@ -7,7 +7,8 @@ serve``, gunicorn, the tiny random model, the shipped ``gallery/``), with only t
 replaced; each must exit 0 with no GraphQL error and no error line in a stream. The set-up
 blocks are what CI itself runs (``scripts/setup.sh``, ``scripts/test.sh``); the blocks that need
 SAM 2.1's real weights are checked without them: every ``sam2-matting`` command in them must
-parse with the real CLI, and every file of the clone that the README names must exist.
+parse with the real CLI, and every file of the clone that the README names must exist; with
+``-m slow`` the ``matte`` commands run as written plus the tiny model and ``--max-frames 3``.
 """
 
 from __future__ import annotations
@@ -106,6 +107,29 @@ def test_skipped_commands_parse_and_name_files_that_exist() -> None:
     text = README.read_text()
     for path in set(re.findall(r"\b((?:gallery|scripts|docs|deploy)/[\w./-]*\w)", text)):
         assert (REPO / path).exists(), f"README names {path}, which the clone does not have"
+
+
+@pytest.mark.slow
+def test_matte_commands_run_with_the_tiny_model(tiny_model: Any, tmp_path: Path) -> None:
+    """The README's ``matte`` commands as written, plus the tiny model and a frame bound."""
+    (tmp_path / "gallery").symlink_to(REPO / "gallery")
+    tiny = [
+        "--config", str(tiny_model.config), "--checkpoint", str(tiny_model.checkpoint),
+        "--device", "cpu", "--no-progress", "--max-frames", "3",
+    ]  # fmt: skip
+    ran = 0
+    for block in shell_blocks(README.read_text()):
+        for argv in commands(block):
+            if argv[:2] != ["sam2-matting", "matte"]:
+                continue
+            cmd = [sys.executable, "-m", "sam2_matting", *argv[1:], *tiny]
+            done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+            assert done.returncode == 0, (argv, done.stderr[-2000:])
+            for line in done.stdout.splitlines():
+                if line.startswith("wrote "):
+                    assert (tmp_path / line.removeprefix("wrote ")).stat().st_size > 0
+            ran += 1
+    assert ran >= 2
 
 
 def _free_port() -> int:

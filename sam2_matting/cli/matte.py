@@ -87,7 +87,11 @@ def register(sub: Any) -> None:
         default=DEFAULT_FORMAT,
         help=f"one or several, comma-separated (default: {DEFAULT_FORMAT})",
     )
-    out.add_argument("--out", metavar="PATH", help="output path (default: next to the input)")
+    out.add_argument(
+        "--out",
+        metavar="PATH",
+        help="output path, its folder created if missing (default: next to the input)",
+    )
     out.add_argument(
         "--background",
         metavar="COLOUR|IMAGE|VIDEO",
@@ -126,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInputError("give at least one --point, --box or --mask")
     source = Path(args.input)
     outputs = _output_paths(source, args.out, formats)
+    for out in outputs:  # before the model runs: `--out out/clip` works on a fresh clone
+        _make_parent(out)
     predictor = _predictor(args)
     with predictor.open(source) as session:
         for prompt in args.prompts:
@@ -244,6 +250,16 @@ def _write(source: Path, mattes: dict[int, dict], fmt: Any, out: Path, args: Any
             premultiplied=args.premultiplied,
             progress=progress,
         )
+
+
+def _make_parent(out: Path) -> None:
+    """Create the folder ``out`` goes into, or say in one line why it cannot be."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InvalidInputError(
+            f"--out {out}: cannot create the folder {out.parent} ({err.strerror})"
+        ) from None
 
 
 def _output_paths(source: Path, out: str | None, formats: list[Any]) -> list[Path]:
