@@ -17,7 +17,7 @@ import pytest
 
 from sam2_matting.cli import build_parser, main
 from sam2_matting.cli.model_options import ENV, add_model_options, predictor_kwargs
-from sam2_matting.errors import CheckpointError, InvalidInputError
+from sam2_matting.errors import CheckpointError
 from sam2_matting.export.formats import EXPORT_FORMATS
 from sam2_matting.registry import MODELS, resolve_checkpoint
 
@@ -146,8 +146,6 @@ def test_predictor_kwargs() -> None:
     kwargs = predictor_kwargs(args)
     assert kwargs["model"] == "c.yaml" and kwargs["checkpoint"] == "c.pt"
     assert kwargs["dtype"] == "bf16" and kwargs["device"] == "auto"
-    with pytest.raises(InvalidInputError, match="--config needs --checkpoint"):
-        predictor_kwargs(parser.parse_args(["--config", "c.yaml"]))
     with pytest.raises(SystemExit):
         parser.parse_args(["--config", "c.yaml", "--model", "tiny"])
 
@@ -166,23 +164,29 @@ def test_one_checkpoint_resolver_and_its_messages(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("command", MODEL_COMMANDS)
+@pytest.mark.parametrize("case", ["size not downloaded", "config without checkpoint"])
 def test_every_command_says_the_same_thing_without_a_checkpoint(
-    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    command: str, case: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     argv = {
-        "matte": ["matte", "clip.mp4", "--point", "1,1"],
+        "matte": ["matte", "clip.mp4", "--point", "1,1", "--out", str(tmp_path / "m")],
         "evaluate": ["evaluate", "--data", str(tmp_path), "--layout", "synthetic"],
         "serve": ["serve"],
     }[command]
     if command == "evaluate":
-        pytest.importorskip("av")
         argv += ["--out", str(tmp_path / "out")]
         (tmp_path / "v.mp4").symlink_to(Path(__file__).parents[1] / "gallery" / "01_astronaut.mp4")
-    code = main([*argv, "--model", "small", "--checkpoint-dir", str(tmp_path / "none")])
+    none = tmp_path / "none"
+    if case == "size not downloaded":
+        argv += ["--model", "small", "--checkpoint-dir", str(none)]
+        expected = (
+            f"no checkpoint for model 'small' at {none / 'sam2.1_hiera_small.pt'}; "
+            f"get it with `sam2-matting download small --dir {none}`"
+        )
+    else:
+        argv += ["--config", "my.yaml"]
+        expected = "no checkpoint given for config my.yaml: pass --checkpoint PATH"
+    code = main(argv)
     err = capsys.readouterr().err.strip()
     assert code == CheckpointError.exit_code and len(err.splitlines()) == 1, err
-    expected = (
-        f"no checkpoint for model 'small' at {tmp_path / 'none' / 'sam2.1_hiera_small.pt'}; "
-        f"get it with `sam2-matting download small --dir {tmp_path / 'none'}`"
-    )
     assert err == f"sam2-matting: error: {expected}"

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from sam2_matting.errors import InvalidInputError
 from sam2_matting.registry import CHECKPOINTS_ENV, DEFAULT_MODEL, MODELS
 
 DEFAULT_DEVICE = "auto"
@@ -106,10 +105,9 @@ def predictor_kwargs(args: argparse.Namespace) -> dict[str, Any]:
     """The keyword arguments of ``build_matting_predictor`` from the parsed model options.
 
     Keys: ``model``, ``checkpoint``, ``adapter``, ``device``, ``dtype``, ``checkpoint_dir``
-    (also the service's setting names). ``--config`` without ``--checkpoint`` is refused.
+    (also the service's setting names). A config without a checkpoint is refused where the
+    checkpoint is resolved (:func:`sam2_matting.registry.resolve_checkpoint`), for every command.
     """
-    if args.config and not args.checkpoint:
-        raise InvalidInputError("--config needs --checkpoint")
     return {
         "model": args.config or args.model,
         "checkpoint": args.checkpoint,
