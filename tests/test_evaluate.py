@@ -299,6 +299,18 @@ def test_bad_rvm_folder_gives_one_clear_error(
     assert "no clips with com/ and pha/ folders in" in err and "empty" in err
 
 
+def test_quantize_applies_only_to_the_standard_protocol(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sam2_matting.cli import main
+
+    argv = ["evaluate", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--model", "tiny"]
+    code = main([*argv, "--protocol", "course", "--quantize", "truncate"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "course protocol scores float predictions" in err
+
+
 def test_course_layout_composites_each_clip_over_its_seeded_background(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     for kind in ("fgr", "pha"):

@@ -162,7 +162,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     if args.no_base and not args.adapter:
         raise InvalidInputError("--no-base needs --adapter: there would be nothing to score")
-    base_protocol = get_protocol(args.protocol, resolution="lr")
+    # Checked before any data is read: a bad combination fails at once.
+    base_protocol = get_protocol(
+        args.protocol, resolution="lr", aggregate=args.aggregate, rounding=args.quantize
+    )
     frames = args.max_frames or base_protocol.max_frames
     refs = _clip_refs(args, frames)
     protocol = get_protocol(
