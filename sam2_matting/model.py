@@ -102,11 +102,9 @@ def compose_config(config: str | Path, overrides: Sequence[str] = ()) -> Any:
 
 def load_state_dict(checkpoint: str | Path) -> dict[str, torch.Tensor]:
     """Read an official-format checkpoint (``{"model": state_dict}``) safely."""
-    path = Path(checkpoint)
-    if not path.is_file():
-        raise CheckpointError(
-            f"checkpoint not found: {path} (get one with `sam2-matting download tiny`)"
-        )
+    from sam2_matting.registry import require_checkpoint_file
+
+    path = require_checkpoint_file(checkpoint)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises many types for a corrupt or hostile file

@@ -149,23 +149,9 @@ def build_matting_predictor(
     For a size, ``checkpoint`` defaults to the downloaded file in ``checkpoint_dir``. A config
     without a checkpoint is refused: random weights are never served by accident.
     """
-    from sam2_matting.errors import NotFoundError
-    from sam2_matting.registry import checkpoint_path, default_checkpoint_dir, get_model_spec
+    from sam2_matting.registry import resolve_checkpoint
 
-    if checkpoint is None:
-        try:
-            spec = get_model_spec(str(model))
-        except NotFoundError:
-            raise CheckpointError(
-                f"no checkpoint given for config {model}; pass --checkpoint PATH"
-            ) from None
-        ckpt_dir = Path(checkpoint_dir) if checkpoint_dir is not None else default_checkpoint_dir()
-        checkpoint = checkpoint_path(spec, ckpt_dir)
-        if not Path(checkpoint).is_file():
-            raise CheckpointError(
-                f"no checkpoint for model '{spec.name}' at {checkpoint}; "
-                f"get it with `sam2-matting download {spec.name}`"
-            )
+    checkpoint = resolve_checkpoint(model, checkpoint, checkpoint_dir)
     _check_checkpoint_file(Path(checkpoint))
     dev = resolve_device(device)
     sam = build_sam2_model(

@@ -4,6 +4,7 @@
     spec = get_model_spec("tiny")          # also "t", "hiera_t", "sam2.1_hiera_tiny", ...
     spec.config                            # "configs/sam2.1/sam2.1_hiera_t.yaml" (inside sam2)
     path = checkpoint_path(spec)           # $SAM2_MATTING_CHECKPOINTS or ./checkpoints, + file
+    path = resolve_checkpoint("large", None, "/models")   # the file to load, or a CheckpointError
 
 :data:`MODELS` maps the four canonical names (``tiny``, ``small``, ``base_plus``, ``large``) to a
 frozen :class:`ModelSpec`. ``spec.config`` is a config name as ``sam2.build_sam`` and Hydra's
@@ -21,10 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from sam2_matting.errors import NotFoundError
+from sam2_matting.errors import CheckpointError, NotFoundError
 
 #: Environment variable naming the checkpoint folder (default: ``./checkpoints``).
 CHECKPOINTS_ENV = "SAM2_MATTING_CHECKPOINTS"
+#: The model size the commands and the service load unless told otherwise.
+DEFAULT_MODEL = "large"
 
 _BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
 
@@ -128,6 +131,45 @@ def checkpoint_path(spec: ModelSpec | str, directory: str | os.PathLike[str] | N
         spec = get_model_spec(spec)
     base = Path(directory).expanduser() if directory is not None else default_checkpoint_dir()
     return base / spec.checkpoint_file
+
+
+def require_checkpoint_file(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a :class:`~pathlib.Path` if it is a file; else a :class:`CheckpointError`."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise CheckpointError(f"checkpoint not found: {file}")
+    return file
+
+
+def resolve_checkpoint(
+    model: str | os.PathLike[str],
+    checkpoint: str | os.PathLike[str] | None = None,
+    directory: str | os.PathLike[str] | None = None,
+) -> Path:
+    """The checkpoint file to load for ``model``: the one lookup every command and the service use.
+
+    ``checkpoint`` given: that file, which must exist. Otherwise ``model`` must be a size (or an
+    alias) and the file is its download in ``directory`` (default
+    :func:`default_checkpoint_dir`). Every failure is a :class:`CheckpointError` that says what
+    to do: a config without a checkpoint (random weights are never loaded by accident) or a
+    size not downloaded yet (the ``sam2-matting download`` command that gets it).
+    """
+    if checkpoint is not None and str(checkpoint) != "":
+        return require_checkpoint_file(checkpoint)
+    try:
+        spec = get_model_spec(str(model))
+    except NotFoundError:
+        raise CheckpointError(
+            f"no checkpoint given for config {model}: pass --checkpoint PATH"
+        ) from None
+    base = Path(directory).expanduser() if directory is not None else default_checkpoint_dir()
+    path = base / spec.checkpoint_file
+    if not path.is_file():
+        raise CheckpointError(
+            f"no checkpoint for model '{spec.name}' at {path}; "
+            f"get it with `sam2-matting download {spec.name} --dir {base}`"
+        )
+    return path
 
 
 def package_config_file(spec: ModelSpec | str) -> Path:

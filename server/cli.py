@@ -2,7 +2,10 @@
 
     sam2-matting serve [--model large | --config PATH --checkpoint PATH] [--adapter DIR]
                        [--host 127.0.0.1] [--port 7263] [--data data] [--gallery gallery]
-                       [--device auto]
+                       [--device auto] [--dtype bfloat16] [--checkpoint-dir DIR]
+
+The model options are ``matte``'s and ``evaluate``'s (sam2_matting.cli.model_options); the
+checkpoint is found by ``sam2_matting.registry.resolve_checkpoint``, as ``matte`` finds it.
 
 Every option can also be set by its environment variable (see the README); options win. With
 no checkpoint present, ``serve`` says how to get one and exits non-zero before starting.
@@ -16,49 +19,49 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sam2_matting.errors import CheckpointError, InvalidInputError
+from sam2_matting.cli.model_options import add_model_options, predictor_kwargs
+from sam2_matting.registry import resolve_checkpoint
+from server.config import Settings
 
-# option -> Settings field (its environment variable comes from server.config)
-OPTIONS = {
-    "model": "model",
-    "config": "model",
-    "checkpoint": "checkpoint",
-    "adapter": "adapter",
-    "host": "host",
-    "port": "port",
-    "data": "data",
-    "gallery": "gallery",
-    "device": "device",
-}
+# Options besides the model's (sam2_matting.cli.model_options) -> Settings field
+OPTIONS = ("host", "port", "data", "gallery")
 
 
 def register(sub: Any) -> None:
+    defaults = Settings()
     p = sub.add_parser("serve", help="run the GraphQL matting service under gunicorn")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--model", help="model size: tiny, small, base_plus, large (default)")
-    group.add_argument("--config", help="SAM 2 config name or YAML file (with --checkpoint)")
-    p.add_argument("--checkpoint", help="checkpoint file (default: the downloaded one)")
-    p.add_argument("--adapter", help="LoRA matting adapter folder to merge")
-    p.add_argument("--host", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, help="port (default 7263)")
-    p.add_argument("--data", help="folder for uploads, posters and exports (default data)")
-    p.add_argument("--gallery", help="folder of videos offered by default (default gallery)")
-    p.add_argument("--device", help="auto, cuda, mps or cpu (default auto)")
+    add_model_options(p, from_env=True)
+    net = p.add_argument_group("service")
+    for name, metavar, kind in (
+        ("host", "ADDRESS", str),
+        ("port", "PORT", int),
+        ("data", "DIR", str),
+        ("gallery", "DIR", str),
+    ):
+        help_text = _help(name)
+        net.add_argument(
+            f"--{name}",
+            metavar=metavar,
+            type=kind,
+            help=f"{help_text} (default: {getattr(defaults, name)}, or ${Settings.env_name(name)})",
+        )
     p.set_defaults(handler=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from server.config import Settings
+def _help(name: str) -> str:
+    from dataclasses import fields
 
-    if args.config and not args.checkpoint:
-        raise InvalidInputError("--config needs --checkpoint")
+    return next(str(f.metadata.get("help", name)) for f in fields(Settings) if f.name == name)
+
+
+def run(args: argparse.Namespace) -> int:
     env = dict(os.environ)
-    for option, name in OPTIONS.items():
-        value = getattr(args, option, None)
+    given = {**predictor_kwargs(args), **{name: getattr(args, name) for name in OPTIONS}}
+    for name, value in given.items():
         if value is not None:
             env[Settings.env_name(name)] = str(value)
     settings = Settings.from_env(env)
-    check_checkpoint(settings)
+    resolve_checkpoint(settings.model, settings.checkpoint, settings.checkpoint_dir)
     # glibc gives each thread that allocates its own arena; with a dozen threads the worker's
     # memory then keeps rising and falling by tens of MiB (docs/reliability.md, soak). Two
     # arenas keep it flat; the model's work is in torch, not in malloc.
@@ -68,26 +71,3 @@ def run(args: argparse.Namespace) -> int:
     print(f"sam2-matting: serving on http://{settings.host}:{settings.port}", flush=True)
     os.execvpe(argv[0], argv, env)
     return 0  # pragma: no cover
-
-
-def check_checkpoint(settings: Any) -> None:
-    """Fail before starting gunicorn when the weights are not there."""
-    from sam2_matting.errors import NotFoundError
-    from sam2_matting.registry import checkpoint_path, get_model_spec
-
-    if settings.checkpoint:
-        if not Path(settings.checkpoint).is_file():
-            raise CheckpointError(f"checkpoint not found: {settings.checkpoint}")
-        return
-    try:
-        spec = get_model_spec(settings.model)
-    except NotFoundError:
-        raise CheckpointError(
-            f"no checkpoint for config {settings.model}: pass --checkpoint PATH"
-        ) from None
-    path = checkpoint_path(spec, Path(settings.checkpoint_dir))
-    if not path.is_file():
-        raise CheckpointError(
-            f"no checkpoint for model '{spec.name}' at {path}; "
-            f"get it with `sam2-matting download {spec.name} --dir {settings.checkpoint_dir}`"
-        )

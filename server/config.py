@@ -19,8 +19,10 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from sam2_matting.cli.model_options import DEFAULT_DEVICE
 from sam2_matting.errors import InvalidInputError
 from sam2_matting.limits import DEFAULT_MAX_OBJECTS
+from sam2_matting.registry import DEFAULT_MODEL
 
 ENV_PREFIX = "SAM2_MATTING_"
 # Fields whose variable is not prefixed (the anchor demo's names).
@@ -61,11 +63,11 @@ def _split(value: str) -> tuple[str, ...]:
 @dataclass
 class Settings:
     # model
-    model: str = field(default="large", metadata={"help": "model size, config name or YAML"})
+    model: str = field(default=DEFAULT_MODEL, metadata={"help": "model size, config name or YAML"})
     checkpoint: str | None = field(default=None, metadata={"help": "checkpoint file"})
     checkpoint_dir: str = field(default="checkpoints", metadata={"help": "downloaded weights"})
     adapter: str | None = field(default=None, metadata={"help": "LoRA adapter folder"})
-    device: str = field(default="auto", metadata={"help": "auto, cuda, mps or cpu"})
+    device: str = field(default=DEFAULT_DEVICE, metadata={"help": "auto, cuda, mps or cpu"})
     dtype: str | None = field(default=None, metadata={"help": "autocast dtype (bf16 on CUDA)"})
     # network
     host: str = field(default="127.0.0.1", metadata={"help": "address to bind"})

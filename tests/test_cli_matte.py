@@ -45,21 +45,21 @@ def test_matte_writes_each_format(tiny_model, clip, tmp_path) -> None:
     mask = np.zeros((180, 320), np.uint8)
     mask[40:150, 180:300] = 255
     Image.fromarray(mask).save(tmp_path / "mask.png")
-    out = tmp_path / "result"
+    out = tmp_path / "new" / "result"  # its folder is created
     done = _matte(
         tiny_model, str(clip), "--point", "100,80", "--point", "20,20,0",
         "--object", "2", "--mask", str(tmp_path / "mask.png"),
         "--format", "png-zip,alpha,prores", "--out", str(out),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    zipped = tmp_path / "result_png-zip.zip"
+    zipped = tmp_path / "new" / "result_png-zip.zip"
     with zipfile.ZipFile(zipped) as z:
         assert len(z.namelist()) == 8
-    with av.open(str(tmp_path / "result_alpha.mp4")) as c:
+    with av.open(str(tmp_path / "new" / "result_alpha.mp4")) as c:
         frames = list(c.decode(video=0))
     assert len(frames) == 8 and (frames[0].width, frames[0].height) == (320, 180)
-    assert (tmp_path / "result_prores.mov").stat().st_size > 0
-    assert not list(tmp_path.glob("*.partial*")) and not list(tmp_path.glob(".*"))
+    assert (tmp_path / "new" / "result_prores.mov").stat().st_size > 0
+    assert not list(tmp_path.glob("new/*.partial*")) and not list(tmp_path.glob("new/.*"))
 
 
 @pytest.mark.parametrize(
@@ -72,13 +72,15 @@ def test_matte_writes_each_format(tiny_model, clip, tmp_path) -> None:
         (["CLIP", "--point", "1,1", "--format", "gif"], "gif"),
         (["CLIP", "--frame", "99", "--point", "1,1"], "out of range"),
         (["CLIP", "--mask", "NOPE.png"], "not a readable image"),
+        (["CLIP", "--point", "1,1", "--out", "CLIP/x"], "cannot create the folder"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(
     tiny_model, clip, tmp_path, args, message
 ) -> None:
-    args = [str(clip) if a == "CLIP" else a for a in args]
-    done = _matte(tiny_model, *args, "--out", str(tmp_path / "out"))
+    args = [a.replace("CLIP", str(clip)) for a in args]
+    out = [] if "--out" in args else ["--out", str(tmp_path / "out")]
+    done = _matte(tiny_model, *args, *out)
     assert done.returncode != 0
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("sam2-matting: error:"), done.stderr

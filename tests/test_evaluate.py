@@ -114,6 +114,8 @@ def test_evaluate_cli_writes_json_markdown_and_plots(
     assert set(data["comparison"]) == metrics
     assert data["comparison"]["mad"]["adapter"] != data["comparison"]["mad"]["base"]
     assert data["protocol"]["name"] == "standard" and data["protocol"]["quantize"] is True
+    assert data["protocol"]["rounding"] == "round" and "rounded" in data["protocol"]["predictions"]
+    assert data["protocol"]["aggregate"] == "frame-index"
     assert data["settings"]["prompt_rule"]["kind"] == "click" and data["settings"]["clips"] == [
         "000",
         "001",
@@ -122,6 +124,7 @@ def test_evaluate_cli_writes_json_markdown_and_plots(
     assert "RANDOM WEIGHTS" in data["note"]
     table = (out / "results.md").read_text()
     assert "| mad (x1e3) |" in table and "RANDOM WEIGHTS" in table
+    assert "Predictions: 8-bit, rounded" in table and "Aggregation: frame-index" in table
     for png in ("per_frame.png", "worst_frames.png"):
         with Image.open(out / png) as im:
             assert im.size[0] > 300
@@ -152,6 +155,54 @@ def test_course_protocol_is_seeded_and_scores_floats(
         EvalSettings(get_protocol("standard", resolution="lr"), settings.prompt, seed=3, worst=0),
     )[0]
     assert quantised["base"].per_clip["000"]["mad"] != pytest.approx(vals["mad"], rel=1e-9)
+
+
+def test_truncation_scores_rvm_s_8_bit_predictions(
+    predictors: dict[str, Any], shared_videos: Path, tmp_path: Path
+) -> None:
+    refs = synthetic_eval_clips(shared_videos, count=1, frames=2, size=(48, 80), seed=5)
+    saved = {}
+    results = {}
+    for rounding in ("round", "truncate"):
+        protocol = get_protocol("standard", resolution="lr", rounding=rounding)
+        out = tmp_path / rounding
+        settings = EvalSettings(protocol, PromptRule(kind="mask"), worst=0, save_predictions=out)
+        results[rounding] = evaluate({"base": predictors["base"]}, refs, settings)[0]["base"]
+        saved[rounding] = [
+            np.asarray(Image.open(f)).astype(int)
+            for f in sorted((out / "base" / "000" / "pha").iterdir())
+        ]
+    for r, t in zip(saved["round"], saved["truncate"], strict=True):
+        # floor(255 a) is round(255 a) or one less, and soft mattes have both cases.
+        assert set(np.unique(r - t)) <= {0, 1}
+        assert (r - t).any() and (r == t).any()
+    # The scores are of the predictions saved: MAD of truncated PNGs against the truth.
+    clip = refs[0].open()
+    for i, pred in enumerate(saved["truncate"]):
+        a = m.to_unit(pred.astype(np.uint8))
+        expected = m.mad(a, m.to_unit(clip.truth(i)))
+        assert results["truncate"].per_clip["000"]["mad"][i] == pytest.approx(expected, rel=1e-9)
+    assert results["truncate"].summary["mad"] != results["round"].summary["mad"]
+
+
+def test_course_report_says_per_clip_mean_and_float_predictions(
+    predictors: dict[str, Any], shared_videos: Path, tmp_path: Path
+) -> None:
+    from sam2_matting.metrics.report import write_report
+
+    refs = synthetic_eval_clips(shared_videos, count=2, frames=2, size=(48, 80), seed=5)
+    protocol = get_protocol("course")
+    settings = EvalSettings(protocol, PromptRule(kind="center-click"), worst=0)
+    results, prompts = evaluate({"base": predictors["base"]}, refs, settings)
+    per_clip = results["base"].per_clip
+    clip_means = [np.mean(v["mad"]) for v in per_clip.values()]
+    assert results["base"].summary["mad"] == pytest.approx(np.mean(clip_means))
+    write_report(tmp_path, results, prompts, {}, protocol)
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["protocol"]["aggregate"] == "clip" and data["protocol"]["rounding"] is None
+    assert data["protocol"]["predictions"].startswith("float")
+    table = (tmp_path / "results.md").read_text()
+    assert "Aggregation: clip (mean of each clip, then over clips)" in table
 
 
 def _write_rvm_set(root: Path, videos: Path) -> None:
@@ -246,6 +297,18 @@ def test_bad_rvm_folder_gives_one_clear_error(
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1
     assert "no clips with com/ and pha/ folders in" in err and "empty" in err
+
+
+def test_quantize_applies_only_to_the_standard_protocol(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sam2_matting.cli import main
+
+    argv = ["evaluate", "--data", str(tmp_path), "--out", str(tmp_path / "o"), "--model", "tiny"]
+    code = main([*argv, "--protocol", "course", "--quantize", "truncate"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "course protocol scores float predictions" in err
 
 
 def test_course_layout_composites_each_clip_over_its_seeded_background(tmp_path: Path) -> None:

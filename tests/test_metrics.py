@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
+from sam2_matting.errors import InvalidInputError
 from sam2_matting.metrics import alpha as m
-from sam2_matting.metrics.protocols import FrameScorer, aggregate, get_protocol
+from sam2_matting.metrics.protocols import AGGREGATES, FrameScorer, aggregate, get_protocol
 
 
 def test_mad_mse_sad_on_a_hand_computed_frame() -> None:
@@ -42,6 +44,25 @@ def test_uint8_inputs_are_read_as_value_over_255_and_quantize_rounds() -> None:
         1,
         255,
     ]
+
+
+def test_truncate_and_round_on_a_known_soft_matte() -> None:
+    # A soft edge: 255 a = 0, 25.5, 76.755, 127.5 (a tie), 229.245, 254.745, 255.
+    soft = np.array([[0.0, 0.1, 0.301, 0.5, 0.899, 0.999, 1.0]], np.float32)
+    assert m.quantize(soft, "round").tolist() == [[0, 26, 77, 128, 229, 255, 255]]
+    assert m.quantize(soft, "truncate").tolist() == [[0, 25, 76, 127, 229, 254, 255]]
+    # Truncation is float32 arithmetic as in torch: floor(float32(a) * 255).
+    expected = np.floor(soft * np.float32(255)).astype(np.uint8)
+    np.testing.assert_array_equal(m.quantize(soft, "truncate"), expected)
+    # Scored against the float truth, truncation adds about half a level of MAD.
+    truth = m.to_unit(m.quantize(soft, "round"))
+    assert m.mad(m.to_unit(m.quantize(soft, "truncate")), truth) == pytest.approx(
+        4 / 7 / 255 * 1e3, rel=1e-5
+    )
+    with pytest.raises(ValueError, match="rounding"):
+        m.quantize(soft, "ceil")
+    with pytest.raises(InvalidInputError, match="float predictions"):
+        get_protocol("course", rounding="truncate")
 
 
 def test_dtssd_counts_frame_zero_as_zero_and_matches_the_definition() -> None:
@@ -150,11 +171,34 @@ def test_metrics_refuse_mismatched_shapes() -> None:
 
 def test_rvm_aggregation_is_mean_over_clips_per_frame_index_then_over_indices() -> None:
     protocol = get_protocol("standard", resolution="lr")
+    assert protocol.aggregate == "frame-index"
     per_clip = [{"mad": [1.0, 2.0, 3.0]}, {"mad": [5.0]}]
     # frame 0: (1 + 5) / 2 = 3; frames 1 and 2: 2 and 3 -> (3 + 2 + 3) / 3
     assert aggregate(per_clip, protocol)["mad"] == pytest.approx(8 / 3)
+
+
+def test_course_aggregation_is_per_clip_mean_then_over_clips_unlike_pooling() -> None:
+    # Clips of unequal length: a 4-frame clip with MAD 1, 2, 3, 6 and a 1-frame clip with 8.
+    per_clip = [{"mad": [1.0, 2.0, 3.0, 6.0], "sad": [0.0] * 4}, {"mad": [8.0], "sad": [1.0]}]
     course = get_protocol("course")
-    assert aggregate(per_clip, course)["mad"] == pytest.approx(11 / 4)
+    assert course.aggregate == "clip"
+    # The notebook: clip means 12 / 4 = 3 and 8, then (3 + 8) / 2 = 5.5.
+    assert aggregate(per_clip, course)["mad"] == pytest.approx(5.5)
+    assert aggregate(per_clip, course)["sad"] == pytest.approx(0.5)
+    # Pooling all frames gives (1 + 2 + 3 + 6 + 8) / 5 = 4: a long clip weighs more.
+    pooled = get_protocol("course", aggregate="pooled")
+    assert aggregate(per_clip, pooled)["mad"] == pytest.approx(4.0)
+    assert aggregate(per_clip, pooled)["sad"] == pytest.approx(0.2)
+    # RVM's frame-index mean: frame 0 (1 + 8) / 2 = 4.5, then 2, 3, 6 -> 15.5 / 4.
+    by_index = get_protocol("course", aggregate="frame-index")
+    assert aggregate(per_clip, by_index)["mad"] == pytest.approx(15.5 / 4)
+    # With clips of equal length all three agree.
+    equal = [{"mad": [1.0, 2.0]}, {"mad": [4.0, 9.0]}]
+    for how in AGGREGATES:
+        protocol = replace(get_protocol("standard"), aggregate=how, metrics=("mad",))
+        assert aggregate(equal, protocol)["mad"] == pytest.approx(4.0), how
+    with pytest.raises(InvalidInputError, match="aggregate must be one of"):
+        get_protocol("course", aggregate="median")
 
 
 def test_protocol_variants() -> None:
@@ -174,6 +218,9 @@ def test_standard_scorer_quantises_and_course_scorer_keeps_floats() -> None:
     assert std.score(pred, truth)["mad"] == pytest.approx(77 / 255 * 1e3, rel=1e-6)
     course = FrameScorer(get_protocol("course"))
     assert course.score(pred, truth)["mad"] == pytest.approx(0.301 * 64 / 65 * 1e3, rel=1e-6)
+    # RVM's writers truncate (mul(255).byte()): 76.755 -> 76.
+    trunc = FrameScorer(get_protocol("standard", resolution="lr", rounding="truncate"))
+    assert trunc.score(pred, truth)["mad"] == pytest.approx(76 / 255 * 1e3, rel=1e-6)
     # dtSSD restarts at each clip.
     std.start_clip()
     assert std.score(pred, truth)["dtssd"] == 0.0

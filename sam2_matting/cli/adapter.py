@@ -19,17 +19,22 @@ def register(sub: Any) -> None:
         "import-legacy",
         help="turn a course-project LoRA checkpoint into base weights + a PEFT adapter",
     )
-    imp.add_argument("legacy", help="course-project checkpoint (.pt, full state dict)")
-    imp.add_argument("out_dir", help="folder for base_model.pt and the adapter files")
+    imp.add_argument(
+        "legacy", metavar="LEGACY.pt", help="course-project checkpoint (.pt, full state dict)"
+    )
+    imp.add_argument(
+        "out_dir", metavar="OUT_DIR", help="folder for base_model.pt and the adapter files"
+    )
     imp.add_argument(
         "--config",
+        metavar="NAME",
         default="large",
         help="SAM 2 model size, config name or YAML file the checkpoint was trained on "
         "(default: large, i.e. sam2.1_hiera_l as in the course project)",
     )
     imp.set_defaults(handler=_import_legacy)
     info = adapter_sub.add_parser("info", help="print an adapter's targets and ranks")
-    info.add_argument("adapter_dir")
+    info.add_argument("adapter_dir", metavar="ADAPTER_DIR", help="a PEFT adapter folder")
     info.set_defaults(handler=_info)
 
 

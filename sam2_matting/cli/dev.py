@@ -16,9 +16,15 @@ def register(sub: Any) -> None:
         "make-tiny-model",
         help="write a tiny RANDOMLY INITIALISED SAM 2.1 config + checkpoint (output is noise)",
     )
-    tiny.add_argument("out_dir", help="folder to write sam2.1_tiny_random.{yaml,pt} into")
-    tiny.add_argument("--image-size", type=int, default=256, help="input size, multiple of 32")
-    tiny.add_argument("--seed", type=int, default=0, help="seed of the random initialisation")
+    tiny.add_argument(
+        "out_dir", metavar="OUT_DIR", help="folder to write sam2.1_tiny_random.{yaml,pt} into"
+    )
+    tiny.add_argument(
+        "--image-size", metavar="PX", type=int, default=256, help="input size, multiple of 32"
+    )
+    tiny.add_argument(
+        "--seed", metavar="N", type=int, default=0, help="seed of the random initialisation"
+    )
     tiny.set_defaults(handler=_make_tiny)
 
 

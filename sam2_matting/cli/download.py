@@ -14,7 +14,9 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from sam2_matting.cli.model_options import value_set
 from sam2_matting.errors import InvalidInputError
+from sam2_matting.registry import MODELS
 
 
 def register(sub: Any) -> None:
@@ -27,7 +29,10 @@ def register(sub: Any) -> None:
         "download and checked on every later run.",
     )
     parser.add_argument(
-        "model", nargs="?", help="model size: tiny, small, base_plus or large (or t, s, b+, l)"
+        "model",
+        nargs="?",
+        metavar=value_set(list(MODELS)),
+        help="model size (aliases t, s, b+, l, hiera_t, ... are accepted)",
     )
     parser.add_argument(
         "--dir",
@@ -38,7 +43,7 @@ def register(sub: Any) -> None:
     parser.add_argument(
         "--force", action="store_true", help="download again even if the file is present"
     )
-    parser.add_argument("--url", help="download from this URL instead (a mirror)")
+    parser.add_argument("--url", metavar="URL", help="download from this URL instead (a mirror)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument(
         "--list", action="store_true", help="list the models and which are present locally"
@@ -82,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
 def format_table(directory: str | None = None) -> str:
     """The model table: name, parameters, file, config and local state in ``directory``."""
     from sam2_matting.download import read_checksums
-    from sam2_matting.registry import MODELS, checkpoint_path, default_checkpoint_dir
+    from sam2_matting.registry import checkpoint_path, default_checkpoint_dir
 
     base = Path(directory).expanduser() if directory is not None else default_checkpoint_dir()
     recorded = read_checksums(base) if base.is_dir() else {}

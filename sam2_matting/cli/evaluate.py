@@ -23,55 +23,92 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sam2_matting.cli.model_options import add_model_options, predictor_kwargs
+
 LAYOUTS = ("rvm", "videomatte", "synthetic")
 
 
 def register(sub: Any) -> None:
+    from sam2_matting.metrics.alpha import ROUNDINGS
+    from sam2_matting.metrics.protocols import AGGREGATES, PROTOCOLS
+
     p = sub.add_parser(
         "evaluate",
         help="score an adapter (and base SAM 2) under the standard or course protocol",
-        description="Score a LoRA matting adapter and base SAM 2 on a data set.",
+        description="Score a LoRA matting adapter (--adapter) and base SAM 2 (the same model "
+        "without it) on a data set.",
     )
-    p.add_argument("--data", required=True, help="data root (videos folder for synthetic)")
+    p.add_argument(
+        "--data", required=True, metavar="DIR", help="data root (videos folder for synthetic)"
+    )
     p.add_argument("--layout", choices=LAYOUTS, default="rvm", help="data layout (default rvm)")
-    p.add_argument("--protocol", choices=("standard", "course"), default="standard")
+    p.add_argument(
+        "--protocol",
+        choices=tuple(PROTOCOLS),
+        default="standard",
+        help="standard (RVM's, default) or course (the course project's)",
+    )
     p.add_argument(
         "--resolution",
         choices=("auto", "lr", "hr"),
         default="auto",
         help="standard protocol variant (auto: hr from 1080 lines)",
     )
-    p.add_argument("--model", default="large", help="model size, SAM 2 config name or YAML file")
-    p.add_argument("--checkpoint", help="SAM 2 checkpoint (default: the downloaded one)")
-    p.add_argument("--adapter", help="LoRA adapter folder to score against the base model")
+    p.add_argument(
+        "--quantize",
+        choices=ROUNDINGS,
+        help="how the standard protocol makes 8-bit predictions: round (default, what the service "
+        "returns) or truncate (RVM's writers, to compare with RVM's published figures)",
+    )
+    p.add_argument(
+        "--aggregate",
+        choices=tuple(AGGREGATES),
+        help="how frames are averaged: frame-index (RVM's spreadsheet; default for standard), "
+        "clip (each clip's mean, then over clips; the course notebook, default for course) or "
+        "pooled (all frames at once)",
+    )
     p.add_argument("--no-base", action="store_true", help="score only the adapter")
     p.add_argument(
         "--prompt",
         choices=("mask", "click", "box", "center-click"),
         help="frame-0 prompt rule (default: mask for standard, center-click for course)",
     )
-    p.add_argument("--clicks", type=int, default=1, help="positive clicks for --prompt click")
+    p.add_argument(
+        "--clicks", metavar="N", type=int, default=1, help="positive clicks for --prompt click"
+    )
     p.add_argument(
         "--masks",
+        metavar="DIR",
         help="folder of supplied first-frame masks (e.g. MatAnyone's): "
         "<clip>.png or <clip>/<first frame>.png; replaces --prompt",
     )
-    p.add_argument("--seed", type=int, default=0, help="seed of prompts, backgrounds, synthetic")
-    p.add_argument("--max-clips", type=int, help="score only the first N clips")
-    p.add_argument("--max-frames", type=int, help="frames per clip (course protocol: 10)")
-    p.add_argument("--split", default="train", help="VideoMatte240K split (videomatte layout)")
-    p.add_argument("--clips", help="VideoMatte240K clip index range, e.g. 200-299")
-    p.add_argument("--backgrounds", help="background image folder (videomatte layout)")
-    p.add_argument("--size", default="144x256", help="HxW of synthetic clips")
-    p.add_argument("--device", default="auto")
-    p.add_argument("--dtype", help="float32 | bfloat16 (default: bf16 on CUDA, fp32 elsewhere)")
-    p.add_argument("--worst", type=int, default=6, help="frames in the worst-frames grid")
+    p.add_argument(
+        "--seed", metavar="N", type=int, default=0, help="seed of prompts, backgrounds, synthetic"
+    )
+    p.add_argument("--max-clips", metavar="N", type=int, help="score only the first N clips")
+    p.add_argument(
+        "--max-frames", metavar="N", type=int, help="frames per clip (course protocol: 10)"
+    )
+    p.add_argument(
+        "--split", metavar="NAME", default="train", help="VideoMatte240K split (videomatte layout)"
+    )
+    p.add_argument(
+        "--clips", metavar="FIRST-LAST", help="VideoMatte240K clip index range, e.g. 200-299"
+    )
+    p.add_argument(
+        "--backgrounds", metavar="DIR", help="background image folder (videomatte layout)"
+    )
+    p.add_argument("--size", metavar="HxW", default="144x256", help="HxW of synthetic clips")
+    p.add_argument(
+        "--worst", metavar="N", type=int, default=6, help="frames in the worst-frames grid"
+    )
     p.add_argument(
         "--save-predictions",
         action="store_true",
         help="also write OUT/predictions/<model>/<clip>/pha/<frame>.png",
     )
-    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    add_model_options(p)
     p.set_defaults(handler=_evaluate)
 
 
@@ -125,22 +162,29 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     if args.no_base and not args.adapter:
         raise InvalidInputError("--no-base needs --adapter: there would be nothing to score")
-    base_protocol = get_protocol(args.protocol, resolution="lr")
+    # Checked before any data is read: a bad combination fails at once.
+    base_protocol = get_protocol(
+        args.protocol, resolution="lr", aggregate=args.aggregate, rounding=args.quantize
+    )
     frames = args.max_frames or base_protocol.max_frames
     refs = _clip_refs(args, frames)
     protocol = get_protocol(
-        args.protocol, resolution=args.resolution, frame_height=_first_height(refs)
+        args.protocol,
+        resolution=args.resolution,
+        frame_height=_first_height(refs),
+        aggregate=args.aggregate,
+        rounding=args.quantize,
     )
     try:
         rule = PromptRule(kind=args.prompt or protocol.prompt, clicks=max(1, args.clicks))
     except ValueError as err:
         raise InvalidInputError(str(err)) from err
-    common = {"checkpoint": args.checkpoint, "device": args.device, "dtype": args.dtype}
+    kwargs = predictor_kwargs(args)
     predictors = {}
     if not args.no_base:
-        predictors["base"] = build_matting_predictor(args.model, **common)
+        predictors["base"] = build_matting_predictor(**{**kwargs, "adapter": None})
     if args.adapter:
-        predictors["adapter"] = build_matting_predictor(args.model, adapter=args.adapter, **common)
+        predictors["adapter"] = build_matting_predictor(**kwargs)
     out = Path(args.out)
     settings = EvalSettings(
         protocol=protocol,
@@ -171,7 +215,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
         "seconds": round(time.time() - started, 2),
     }
-    note = RANDOM_WEIGHTS_NOTE if "random" in f"{args.model} {args.checkpoint}".lower() else ""
+    note = RANDOM_WEIGHTS_NOTE if "random" in f"{kwargs['model']} {args.checkpoint}".lower() else ""
     paths = write_report(out, results, prompts, info, protocol, note)
     print(paths["markdown"].read_text(), end="")
     for key, path in paths.items():

@@ -10,7 +10,7 @@ Prompts belong to the latest ``--object`` (default 1) and ``--frame`` (default 0
 (white = inside) are in pixels, or fractions of the frame with ``--normalized``. Several objects
 are exported as one matte (their union) unless ``--export-object`` picks some. With several
 formats ``--out`` is a base name and each format adds its extension. The model options are the
-ones of ``serve``.
+ones of ``evaluate`` and ``serve``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from sam2_matting.cli.model_options import add_model_options, predictor_kwargs, value_set
 from sam2_matting.errors import InvalidInputError
+from sam2_matting.limits import DIRECTIONS
 
 DEFAULT_FORMAT = "prores"
 
@@ -52,28 +54,68 @@ def register(sub: Any) -> None:
         description=__doc__.split("\n\n", 2)[2] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    from sam2_matting.export.formats import EXPORT_FORMATS
+
     p.add_argument("input", help="video file (mp4, mov, webm, mkv, ...) or a folder of frames")
-    p.add_argument("--frame", dest="current_frame", type=int, default=0, help="prompt frame")
-    p.add_argument("--object", dest="current_object", type=int, default=1, help="object id")
-    p.add_argument("--point", dest="point", action=_PromptAction, help="X,Y[,LABEL]")
-    p.add_argument("--box", dest="box", action=_PromptAction, help="X0,Y0,X1,Y1")
-    p.add_argument("--mask", dest="mask", action=_PromptAction, help="mask PNG, white inside")
-    p.add_argument("--normalized", action="store_true", help="coordinates are fractions [0,1]")
-    p.add_argument("--format", default=DEFAULT_FORMAT, help="one or several, comma-separated")
-    p.add_argument("--out", help="output path (default: next to the input)")
-    p.add_argument("--background", help="composite background: colour, image or video")
-    p.add_argument("--premultiplied", action="store_true", help="premultiplied alpha")
-    p.add_argument("--export-object", type=int, action="append", help="objects to export")
-    p.add_argument("--direction", default="both", choices=("forward", "backward", "both"))
-    p.add_argument("--max-frames", type=int, help="frames to propagate in each direction")
-    model = p.add_argument_group("model")
-    model.add_argument("--model", default="large", help="size: tiny, small, base_plus, large")
-    model.add_argument("--config", help="SAM 2 config name or YAML (with --checkpoint)")
-    model.add_argument("--checkpoint", help="checkpoint file")
-    model.add_argument("--checkpoint-dir", help="where downloaded checkpoints are")
-    model.add_argument("--adapter", help="LoRA matting adapter folder")
-    model.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
-    model.add_argument("--dtype", help="autocast dtype, e.g. bfloat16")
+    prompts = p.add_argument_group("prompts (each one is for the --object and --frame before it)")
+    prompts.add_argument(
+        "--frame", dest="current_frame", metavar="N", type=int, default=0, help="prompt frame"
+    )
+    prompts.add_argument(
+        "--object", dest="current_object", metavar="ID", type=int, default=1, help="object id"
+    )
+    prompts.add_argument(
+        "--point",
+        dest="point",
+        metavar="X,Y[,LABEL]",
+        action=_PromptAction,
+        help="a click; LABEL 1 (default) includes, 0 excludes",
+    )
+    prompts.add_argument(
+        "--box", dest="box", metavar="X0,Y0,X1,Y1", action=_PromptAction, help="a box, corners"
+    )
+    prompts.add_argument(
+        "--mask", dest="mask", metavar="PNG", action=_PromptAction, help="mask, white inside"
+    )
+    prompts.add_argument(
+        "--normalized", action="store_true", help="coordinates are fractions [0,1] of the frame"
+    )
+    out = p.add_argument_group("output")
+    out.add_argument(
+        "--format",
+        metavar=value_set(list(EXPORT_FORMATS)) + "[,...]",
+        default=DEFAULT_FORMAT,
+        help=f"one or several, comma-separated (default: {DEFAULT_FORMAT})",
+    )
+    out.add_argument(
+        "--out",
+        metavar="PATH",
+        help="output path, its folder created if missing (default: next to the input)",
+    )
+    out.add_argument(
+        "--background",
+        metavar="COLOUR|IMAGE|VIDEO",
+        help="background of the composite format: a colour (#00ff00), an image or a video",
+    )
+    out.add_argument("--premultiplied", action="store_true", help="premultiplied alpha")
+    out.add_argument(
+        "--export-object",
+        metavar="ID",
+        type=int,
+        action="append",
+        help="an object to export (repeat for several, exported as their union; default: all)",
+    )
+    track = p.add_argument_group("propagation")
+    track.add_argument(
+        "--direction",
+        default="both",
+        choices=DIRECTIONS,
+        help="from the first prompted frame (the last one for backward; default: both)",
+    )
+    track.add_argument(
+        "--max-frames", metavar="N", type=int, help="frames to propagate in each direction"
+    )
+    add_model_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(handler=run, prompts=[])
 
@@ -88,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidInputError("give at least one --point, --box or --mask")
     source = Path(args.input)
     outputs = _output_paths(source, args.out, formats)
+    for out in outputs:  # before the model runs: `--out out/clip` works on a fresh clone
+        _make_parent(out)
     predictor = _predictor(args)
     with predictor.open(source) as session:
         for prompt in args.prompts:
@@ -106,16 +150,7 @@ def run(args: argparse.Namespace) -> int:
 def _predictor(args: argparse.Namespace) -> Any:
     from sam2_matting.predictor import build_matting_predictor
 
-    if args.config and not args.checkpoint:
-        raise InvalidInputError("--config needs --checkpoint")
-    return build_matting_predictor(
-        args.config or args.model,
-        args.checkpoint,
-        args.adapter,
-        device=args.device,
-        dtype=args.dtype,
-        checkpoint_dir=args.checkpoint_dir,
-    )
+    return build_matting_predictor(**predictor_kwargs(args))
 
 
 def _numbers(text: str, count: tuple[int, ...], what: str) -> list[float]:
@@ -215,6 +250,16 @@ def _write(source: Path, mattes: dict[int, dict], fmt: Any, out: Path, args: Any
             premultiplied=args.premultiplied,
             progress=progress,
         )
+
+
+def _make_parent(out: Path) -> None:
+    """Create the folder ``out`` goes into, or say in one line why it cannot be."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise InvalidInputError(
+            f"--out {out}: cannot create the folder {out.parent} ({err.strerror})"
+        ) from None
 
 
 def _output_paths(source: Path, out: str | None, formats: list[Any]) -> list[Path]:

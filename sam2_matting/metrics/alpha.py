@@ -12,7 +12,8 @@ sums / 1000. So ``sad = mad * N / 1e6`` for N pixels. The course project's varia
 Precision: inputs are float32 (``uint8 / 255`` as RVM reads PNGs with OpenCV). ``conn``
 runs in float32 so that threshold comparisons at exact multiples of 0.1 (51/255 = 0.2, ...)
 fall the way RVM's NumPy did; ``grad`` filters in float64 (differences from OpenCV's float32
-are in the 6th significant digit).
+are in the 6th significant digit). SciPy is imported on first use (the CLI reads this module's
+constants for its ``--help``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import math
 from functools import lru_cache
 
 import numpy as np
-from scipy import ndimage
 
 GRAD_SIGMA = 1.4
 CONN_STEP = 0.1
@@ -36,9 +36,23 @@ def to_unit(alpha: np.ndarray) -> np.ndarray:
     return np.clip(a, 0.0, 1.0).astype(np.float32)
 
 
-def quantize(alpha: np.ndarray) -> np.ndarray:
-    """A float alpha in [0, 1] as the 8-bit value a PNG would store (rounded)."""
-    return np.clip(np.rint(np.asarray(alpha, np.float64) * 255.0), 0, 255).astype(np.uint8)
+#: How a float alpha becomes 8 bits: ``round`` (ours, what the service returns) or ``truncate``
+#: (RVM's writers: ``pha.mul(255).byte()`` on a float32 tensor).
+ROUNDINGS = ("round", "truncate")
+
+
+def quantize(alpha: np.ndarray, rounding: str = "round") -> np.ndarray:
+    """A float alpha in [0, 1] as the 8-bit value a PNG would store.
+
+    ``round``: ``rint(255 a)``; ``truncate``: ``floor(255 a)`` computed in float32, as RVM's
+    ``mul(255).byte()`` does (so 0.999 -> 254, where rounding gives 255).
+    """
+    if rounding == "round":
+        return np.clip(np.rint(np.asarray(alpha, np.float64) * 255.0), 0, 255).astype(np.uint8)
+    if rounding == "truncate":
+        scaled = np.asarray(alpha, np.float32) * np.float32(255.0)
+        return np.clip(np.floor(scaled), 0, 255).astype(np.uint8)
+    raise ValueError(f"rounding must be one of {', '.join(ROUNDINGS)}, got {rounding!r}")
 
 
 def _check(a: np.ndarray, g: np.ndarray) -> None:
@@ -114,6 +128,8 @@ def gradient_magnitude(x: np.ndarray, sigma: float = GRAD_SIGMA) -> np.ndarray:
 
     Replicate padding is separable too, so the two 1-D passes equal the 2-D correlation.
     """
+    from scipy import ndimage
+
     gauss, dgauss = _gaussian_1d(sigma)
     img = x.astype(np.float64)
     gx = ndimage.correlate1d(
@@ -134,6 +150,8 @@ def grad(a: np.ndarray, g: np.ndarray, *, normalize: bool = True) -> float:
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
     """The largest 4-connected component of ``mask`` (the first one in raster order on ties)."""
+    from scipy import ndimage
+
     labels, count = ndimage.label(mask)  # default structure: 4-connectivity
     if count == 0:
         return np.zeros(mask.shape, bool)

@@ -1,7 +1,7 @@
 """Evaluation protocols: which metrics, on what predictions, averaged how.
 
     from sam2_matting.metrics.protocols import get_protocol, FrameScorer, aggregate
-    protocol = get_protocol("standard", resolution="lr")
+    protocol = get_protocol("standard", resolution="lr", rounding="truncate")
     scorer = FrameScorer(protocol)
     for clip ...:
         scorer.start_clip()
@@ -12,7 +12,22 @@
 (low resolution: per-frame min-max normalisation first), Conn (low resolution only), dtSSD
 (frame 0 counts as 0); the mean over clips of each frame index, then over frame indices (the
 spreadsheet of ``evaluate_lr.py``). ``course`` is the course project's: the first 10 frames,
-float predictions, SAD / MAD / MSE with its ``N + 1`` denominators, the mean over all frames.
+float predictions, SAD / MAD / MSE with its ``N + 1`` denominators; the mean of each clip, then
+the mean over clips (its notebook).
+
+Quantisation (``rounding``): ``round`` (default; what the service returns) or ``truncate``
+(RVM's writers, ``mul(255).byte()``), to compare with RVM's published figures.
+
+Aggregation (``aggregate``), from per-clip, per-frame values:
+
+- ``frame-index``: at each frame index the mean over the clips that have that frame, then the
+  mean over every index up to the longest clip. RVM's spreadsheet averages only over the first
+  clip's frame indices; the two agree when no clip is longer than the first (RVM's sets: 100
+  frames each). With clips of unequal length each clip's weight changes from index to index.
+- ``clip``: the mean of each clip, then the mean over clips (every clip weighs the same).
+- ``pooled``: the mean over every (clip, frame) pair (a long clip weighs more).
+
+All three agree when every clip has the same number of frames.
 """
 
 from __future__ import annotations
@@ -36,9 +51,26 @@ class Protocol:
     quantize: bool
     max_frames: int | None
     prompt: str
-    aggregate: str  # "frame-index" (RVM) or "pooled"
+    aggregate: str  # one of AGGREGATES
     resolution: str = "lr"  # "lr" or "hr": Grad normalisation and Conn
     description: str = ""
+    rounding: str = "round"  # one of alpha.ROUNDINGS; used when ``quantize``
+
+    @property
+    def predictions(self) -> str:
+        """How predictions are scored, in words (every report says it)."""
+        if not self.quantize:
+            return "float (the sigmoid, not quantised)"
+        how = "rounded, round(255 a)" if self.rounding == "round" else "truncated, floor(255 a)"
+        return f"8-bit, {how}"
+
+
+#: Aggregations (see the module docstring), each with the words reports use.
+AGGREGATES: Mapping[str, str] = {
+    "frame-index": "mean over clips at each frame index, then over frame indices",
+    "clip": "mean of each clip, then over clips",
+    "pooled": "mean over all frames of all clips",
+}
 
 
 PROTOCOLS: Mapping[str, Protocol] = {
@@ -58,9 +90,10 @@ PROTOCOLS: Mapping[str, Protocol] = {
         quantize=False,
         max_frames=10,
         prompt="center-click",
-        aggregate="pooled",
+        aggregate="clip",
         description="course project Metrics.ipynb, seeded: first 10 frames, one background and one "
-        "click per clip, float predictions; SAD /1e3, MAD and MSE sum/(N+1) x1e3; mean over frames",
+        "click per clip, float predictions; SAD /1e3, MAD and MSE sum/(N+1) x1e3; mean of each "
+        "clip, then over clips",
     ),
 }
 
@@ -75,12 +108,37 @@ UNITS = {
 
 
 def get_protocol(
-    name: str, *, resolution: str = "auto", frame_height: int | None = None
+    name: str,
+    *,
+    resolution: str = "auto",
+    frame_height: int | None = None,
+    aggregate: str | None = None,
+    rounding: str | None = None,
 ) -> Protocol:
-    """The protocol ``name``; for ``standard``, ``resolution`` lr/hr (auto: hr from 1080 lines)."""
+    """The protocol ``name``; for ``standard``, ``resolution`` lr/hr (auto: hr from 1080 lines).
+
+    ``aggregate`` and ``rounding`` override the protocol's (``None``: keep them); ``rounding``
+    applies only to a protocol that quantises (``standard``).
+    """
     if name not in PROTOCOLS:
         raise InvalidInputError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {name!r}")
     p = PROTOCOLS[name]
+    if aggregate is not None:
+        if aggregate not in AGGREGATES:
+            raise InvalidInputError(
+                f"aggregate must be one of {', '.join(AGGREGATES)}, got {aggregate!r}"
+            )
+        p = replace(p, aggregate=aggregate)
+    if rounding is not None:
+        if rounding not in m.ROUNDINGS:
+            raise InvalidInputError(
+                f"rounding must be one of {', '.join(m.ROUNDINGS)}, got {rounding!r}"
+            )
+        if not p.quantize:
+            raise InvalidInputError(
+                f"the {name} protocol scores float predictions: quantisation does not apply"
+            )
+        p = replace(p, rounding=rounding)
     if name != "standard":
         return p
     if resolution == "auto":
@@ -106,7 +164,7 @@ class FrameScorer:
     def prediction(self, pred: np.ndarray) -> np.ndarray:
         """The prediction as scored: 8-bit quantised (standard) or float, in [0, 1]."""
         if self.protocol.quantize and pred.dtype != np.uint8:
-            pred = m.quantize(pred)
+            pred = m.quantize(pred, self.protocol.rounding)
         return m.to_unit(pred)
 
     def score(self, pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
@@ -143,11 +201,13 @@ def aggregate(
             out[name] = float("nan")
             continue
         if protocol.aggregate == "frame-index":
-            longest = max(len(s) for s in series)
-            by_index = [np.mean([s[j] for s in series if j < len(s)]) for j in range(longest)]
-            out[name] = float(np.mean(by_index))
-        else:
+            out[name] = float(np.mean(per_frame_index(per_clip, name)))
+        elif protocol.aggregate == "clip":
+            out[name] = float(np.mean([np.mean(s) for s in series]))
+        elif protocol.aggregate == "pooled":
             out[name] = float(np.mean([v for s in series for v in s]))
+        else:
+            raise InvalidInputError(f"unknown aggregate {protocol.aggregate!r}")
     return out
 
 

@@ -6,7 +6,9 @@
 - ``results.json``: the exact settings, the prompt of every clip, and for every model the
   summary figures, per-clip means, per-frame values, model speed and per-metric scoring time;
   plus the adapter-against-base comparison.
-- ``results.md``: a table of every metric, base against adapter, with the change.
+- ``results.md``: a table of every metric, base against adapter, with the change, under a
+  header naming the protocol, how predictions were quantised and how frames were averaged
+  (also in the JSON: ``protocol.rounding``, ``protocol.predictions``, ``protocol.aggregate``).
 - ``per_frame.png``: each metric's mean over clips at every frame index, one line per model.
 - ``worst_frames.png``: the frames where the adapter (or the only model) does worst on MAD,
   each shown as input frame, matte, ground truth and absolute error.
@@ -24,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from sam2_matting.metrics.protocols import UNITS, Protocol, per_frame_index
+from sam2_matting.metrics.protocols import AGGREGATES, UNITS, Protocol, per_frame_index
 from sam2_matting.metrics.runner import ModelResult
 
 RANDOM_WEIGHTS_NOTE = (
@@ -87,8 +89,11 @@ def results_json(
             "name": protocol.name,
             "metrics": list(protocol.metrics),
             "quantize": protocol.quantize,
+            "rounding": protocol.rounding if protocol.quantize else None,
+            "predictions": protocol.predictions,
             "max_frames": protocol.max_frames,
             "aggregate": protocol.aggregate,
+            "aggregate_description": AGGREGATES[protocol.aggregate],
             "resolution": protocol.resolution if protocol.name == "standard" else None,
             "description": protocol.description,
         },
@@ -106,6 +111,9 @@ def markdown_table(results: Mapping[str, ModelResult], protocol: Protocol, note:
         head.append("change")
     lines = [
         f"Protocol **{protocol.name}** ({protocol.description}).",
+        "",
+        f"Predictions: {protocol.predictions}. "
+        f"Aggregation: {protocol.aggregate} ({AGGREGATES[protocol.aggregate]}).",
         "",
         "| " + " | ".join(head) + " |",
         "|" + "---|" * len(head),

@@ -8,8 +8,10 @@ Each clip is loaded once; its frame-0 prompt is drawn from the ground truth with
 rule and ``default_rng([seed, crc32(clip name)])``, so every model gets the same prompt and
 two runs give the same prompts. The models run through the product's own inference path (a
 :class:`~sam2_matting.session.MattingSession`: SAM 2's video predictor, hole filling and all),
-forward from frame 0 over the clip. The session's 8-bit mattes are scored by the standard
-protocol; the course protocol scores the float sigmoid, which a small session subclass keeps.
+forward from frame 0 over the clip. The session's 8-bit (rounded) mattes are scored by the
+standard protocol; with ``rounding="truncate"`` the session's float sigmoid is truncated to 8
+bits instead (RVM's writers), and the course protocol scores the float sigmoid itself. Saved
+predictions are the 8-bit mattes that were scored.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from sam2_matting.metrics.alpha import quantize
 from sam2_matting.metrics.evalsets import ClipRef, EvalClip, clip_seed
 from sam2_matting.metrics.protocols import FrameScorer, Protocol, aggregate
 from sam2_matting.predictor import MattingPredictor
@@ -139,7 +142,9 @@ def _run_clip(
     scorer = FrameScorer(settings.protocol)
     scorer.start_clip()
     values: dict[str, list[float]] = {name: [] for name in settings.protocol.metrics}
-    use_float = not settings.protocol.quantize
+    protocol = settings.protocol
+    # The session's own 8-bit mattes are rounded; any other quantisation starts from the float.
+    use_float = not protocol.quantize or protocol.rounding != "round"
     out_dir = None
     if settings.save_predictions is not None:
         out_dir = settings.save_predictions / result.label / clip.name / "pha"
@@ -160,6 +165,8 @@ def _run_clip(
             i = mattes.frame_index
             pred_u8 = mattes.alphas[0]
             pred = mattes.soft[0] if mattes.soft is not None else pred_u8
+            if protocol.quantize and pred.dtype != np.uint8:
+                pred = pred_u8 = quantize(pred, protocol.rounding)
             truth = clip.truth(i)
             scores = scorer.score(pred, truth)
             for name, value in scores.items():
