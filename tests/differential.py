@@ -41,7 +41,7 @@ FRAMES = 10
 WIDTH, HEIGHT = 80, 48
 OBJECTS = (1, 2, 3)
 # Codes the session may answer for a call SAM 2 refuses or that is invalid for it.
-ALLOWED_CODES = {"BAD_INPUT", "NOT_FOUND", "FRAME_OUT_OF_RANGE"}
+ALLOWED_CODES = {"BAD_USER_INPUT", "NOT_FOUND"}
 # Largest |ours - stock| on a 0-255 alpha. Both round sigmoid(logits) * 255 of the same
 # logits computed by the same code on the same inputs: they agree exactly (seen on every frame).
 ALPHA_TOLERANCE = 0
