@@ -228,11 +228,11 @@ class FrameSequence:
 
 
 def numbered_frames(
-    container: Any, stream: Any, index: FrameIndex, *, from_start: bool = True
+    container: Any, stream: Any, frames: FrameIndex | FrameSequence
 ) -> Iterator[NumberedFrame]:
     """Every frame of ``stream`` (see :class:`FrameSequence`), demuxing ``container`` from
-    its current position; the counters are lost: use a FrameSequence to keep them."""
-    sequence = FrameSequence(index, from_start=from_start)
+    its current position. Pass a FrameSequence rather than its index to keep the counters."""
+    sequence = frames if isinstance(frames, FrameSequence) else FrameSequence(frames)
     for packet in container.demux(stream):
         yield from sequence.feed(packet)
     yield from sequence.finish()
