@@ -11,6 +11,7 @@ upload transcoder, and frame ``i`` must show the same picture in each, within co
 from __future__ import annotations
 
 import io
+import json
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -204,3 +205,34 @@ def test_a_real_session_matte_lands_on_its_frame_in_the_export(
         np.testing.assert_array_equal(rgba[..., :3], frames[i], err_msg=f"frame {i}")
         alpha = mattes.get(i, np.zeros((H, W), np.uint8))
         np.testing.assert_array_equal(rgba[..., 3], alpha, err_msg=f"matte {i}")
+
+
+# -- the whole corpus: an export shows the frames a session numbered ----------------------------
+
+MANIFEST = json.loads((CORPUS / "manifest.json").read_text())
+READABLE = sorted(
+    name
+    for name, entry in MANIFEST.items()
+    if entry["expected"]["matte"]["ok"] and entry["bytes"] < 20_000  # the long ones: skipped
+)
+
+
+@pytest.mark.parametrize("name", READABLE)
+def test_every_readable_corpus_file_exports_the_session_frames(name: str, tmp_path: Path) -> None:
+    path = CORPUS / name
+    with open_video(path, max_side=8192) as video:
+        session = [video.get_frame(i).copy() for i in range(video.frame_count)]
+    out = export_video(path, {}, tmp_path / "seq.zip", "png-zip")
+    with zipfile.ZipFile(out) as archive:
+        names = archive.namelist()
+        assert names == [frame_name(i) for i in range(len(session))]
+        for i, member in enumerate(names):
+            rgba = np.asarray(Image.open(io.BytesIO(archive.read(member))))
+            np.testing.assert_array_equal(rgba[..., :3], session[i], err_msg=f"{name} frame {i}")
+
+
+def test_export_progress_counts_the_frames_not_the_container_claim(tmp_path: Path) -> None:
+    calls: list[tuple[int, int]] = []
+    path = CORPUS / "lie_frame_count.mp4"  # its stts claims 1,000,000 frames; it has 10
+    export_video(path, {}, tmp_path / "seq", "png", progress=lambda d, t: calls.append((d, t)))
+    assert calls == [(i, 10) for i in range(1, 11)]
