@@ -118,8 +118,7 @@ def parse_background(spec: BackgroundSpecLike | BackgroundSpec) -> BackgroundSpe
         pass
     try:
         with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise VideoError(f"background {path.name} has no video stream")
+            choose_video_stream(container, f"background {path.name}")  # VideoError if none
     except av.FFmpegError:
         raise VideoError(f"background {path.name} is neither an image nor a video") from None
     return BackgroundSpec("video", path=path)
