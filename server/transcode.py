@@ -30,12 +30,7 @@ import numpy as np
 from PIL import Image
 
 from sam2_matting.errors import InvalidInputError, LimitExceededError, VideoError
-from sam2_matting.frame_index import (
-    FrameIndex,
-    FrameSequence,
-    choose_video_stream,
-    numbered_frames,
-)
+from sam2_matting.frame_index import FrameIndex, FrameSequence, choose_video_stream, numbered_frames
 from sam2_matting.video import rotate_frame
 from server.config import Settings
 
