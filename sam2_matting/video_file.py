@@ -2,14 +2,16 @@
 
 Open files with :func:`sam2_matting.video.open_video`, which picks this class for a file.
 
-How a frame is found: at open, one pass over the packets (no decoding) records every frame's
-presentation timestamp (pts), sorted, and which packets are keyframes; frame ``i`` is the one
-with the ``i``-th smallest pts. To decode frame ``i`` the decoder either keeps going forward
-(when ``i`` is just ahead of the last frame it produced, or no keyframe lies between them) or
-seeks to the last keyframe at or before ``i`` and decodes forward. On the way, packets of
-frames before the target that no other frame references are not decoded at all (FFmpeg's
-``skip_frame=NONREF``), which roughly halves the cost of a long seek in H.264. A stream
-without usable timestamps (e.g. raw ``.h264``) falls back to counting frames from the start.
+Which stream, which frames and how they are numbered follow :mod:`sam2_matting.frame_index`,
+the rule exports and uploads share. How a frame is found: at open, one pass over the packets
+(no decoding) records every frame's presentation timestamp (pts), sorted, and which packets
+are keyframes; frame ``i`` is the one with the ``i``-th smallest pts. To decode frame ``i``
+the decoder either keeps going forward (when ``i`` is just ahead of the last frame it
+produced, or no keyframe lies between them) or seeks to the last keyframe at or before ``i``
+and decodes forward. On the way, packets of frames before the target that no other frame
+references are not decoded at all (FFmpeg's ``skip_frame=NONREF``), which roughly halves the
+cost of a long seek in H.264. A stream without usable timestamps (e.g. raw ``.h264``) falls
+back to counting frames from the start.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ import av
 import numpy as np
 
 from sam2_matting.errors import VideoError
-from sam2_matting.video import DecodeStats, VideoSource, normalize_rotation, rotate_frame
+from sam2_matting.frame_index import FrameIndex, choose_video_stream, decode_packet
+from sam2_matting.video_source import DecodeStats, VideoSource, normalize_rotation, rotate_frame
 
 __all__ = ["FORWARD_WINDOW", "VideoFileSource"]
 
@@ -39,6 +42,7 @@ class VideoFileSource(VideoSource):
     """
 
     codec: str
+    _index: FrameIndex
 
     def __init__(
         self,
@@ -63,7 +67,7 @@ class VideoFileSource(VideoSource):
         self._skipping = False
         try:
             self._open_container()
-            self._index(max_frames, max_side)
+            self._scan(max_frames, max_side)
             self._reopen(count=False)
             # Decoding frame 0 now reads the rotation, checks the stream really decodes, and
             # caches the frame a user looks at first.
@@ -97,47 +101,26 @@ class VideoFileSource(VideoSource):
         except av.FFmpegError as err:
             raise VideoError(f"{self.path.name}: not a readable video ({_reason(err)})") from None
         self._container = container
-        streams = [
-            s
-            for s in container.streams.video
-            # A cover image in an audio file is a "video" stream of one still picture.
-            if not s.disposition & av.stream.Disposition.attached_pic
-        ]
-        if not streams:
-            raise VideoError(f"{self.path.name}: file has no video stream")
-        self._stream = streams[0]
+        self._stream = choose_video_stream(container, self.path.name)
         self._stream_index = self._stream.index
         self.codec = self._stream.codec_context.name
 
-    def _index(self, max_frames: int, max_side: int) -> None:
+    def _scan(self, max_frames: int, max_side: int) -> None:
         stream = self._stream
         width, height = stream.codec_context.width, stream.codec_context.height
         if width > 0 and height > 0:  # reject a huge video before reading it; 0 is "unknown"
             self._check_size(width, height, max_side)
-        pts: list[int | None] = []
-        keyframes: list[int | None] = []
-        for packet in self._container.demux(stream):
-            # Empty packets flush; discarded ones (before an edit list's start) never show.
-            if packet.size == 0 or packet.is_discard:
-                continue
-            pts.append(packet.pts)
-            if packet.is_keyframe:
-                keyframes.append(packet.pts)
-            if len(pts) > max_frames:
-                raise VideoError(f"{self.path.name}: more than {max_frames} frames, over the limit")
-        if not pts:
+        index = FrameIndex.scan(self._container, stream, max_frames)
+        if index.count > max_frames:
+            raise VideoError(f"{self.path.name}: more than {max_frames} frames, over the limit")
+        if not index.count:
             raise VideoError(f"{self.path.name}: video stream has no frames")
-        self.frame_count = len(pts)
-        known = [p for p in pts if p is not None]
+        self._index = index
+        self.frame_count = index.count
         # Timestamps identify frames only if every frame has its own; otherwise count frames.
-        self._by_pts = len(known) == len(pts) and len(set(known)) == len(known)
-        if self._by_pts:
-            self._pts = np.array(sorted(known), dtype=np.int64)
-            kf = np.array(sorted(p for p in keyframes if p is not None), dtype=np.int64)
-            self._key_indices = np.searchsorted(self._pts, kf)
-        else:
-            self._pts = np.zeros(0, dtype=np.int64)
-            self._key_indices = np.zeros(0, dtype=np.int64)
+        self._by_pts = index.by_pts
+        self._pts = index.pts
+        self._key_indices = index.key_indices
         self.fps = self._frame_rate()
 
     def _frame_rate(self) -> float:
@@ -195,8 +178,7 @@ class VideoFileSource(VideoSource):
 
     def _keyframe_before(self, index: int) -> int:
         """Index of the last keyframe at or before frame ``index`` (0 if none)."""
-        pos = int(np.searchsorted(self._key_indices, index, side="right")) - 1
-        return int(self._key_indices[pos]) if pos >= 0 else 0
+        return self._index.keyframe_before(index)
 
     def _seek_targets(self, index: int) -> list[int | None]:
         """Timestamps to seek to, in order of preference; None means reopen the file.
@@ -234,8 +216,8 @@ class VideoFileSource(VideoSource):
                 frame = next(self._frames, None)
                 if frame is None:
                     break
-                maybe = self._frame_index(frame)
-                if maybe is None or maybe <= self._last_index:
+                maybe = self._index.number(frame.pts, self._last_index)
+                if maybe is None:
                     continue  # no usable timestamp, or a duplicate: not a frame of ours
                 found = maybe
             if found > index:
@@ -251,16 +233,6 @@ class VideoFileSource(VideoSource):
         if self._last_frame is not None and self._last_index >= 0:
             self._stats.substituted += 1
             return self._last_frame
-        return None
-
-    def _frame_index(self, frame: Any) -> int | None:
-        if not self._by_pts:
-            return self._last_index + 1  # decoder output comes in presentation order
-        if frame.pts is None:
-            return None
-        pos = int(np.searchsorted(self._pts, frame.pts))
-        if pos < len(self._pts) and self._pts[pos] == frame.pts:
-            return pos
         return None
 
     def _decoded_frames(self) -> Generator[Any, None, None]:
@@ -279,9 +251,8 @@ class VideoFileSource(VideoSource):
             if skip != self._skipping:
                 codec.skip_frame = "NONREF" if skip else "DEFAULT"
                 self._skipping = skip
-            try:
-                frames = packet.decode()
-            except av.InvalidDataError:
+            frames = decode_packet(packet)
+            if frames is None:
                 # Like the ffmpeg tool, drop a corrupt packet and go on: one damaged frame
                 # must not make the rest of the video unreadable.
                 self._stats.bad_packets += 1

@@ -6,6 +6,9 @@
 Every file is made here, from nothing: PyAV encodes small synthetic clips (a moving square on
 a gradient, 64x48 unless the case needs otherwise), and the lying containers are valid MP4s
 whose header boxes (``mvhd``, ``tkhd``, ``mdhd``, ``stsd``, ``stts``) are patched in place.
+The two files that test what "frame i" means (``cover_art_first.mp4``, ``corrupt_packet.mp4``)
+show frame ``i`` as the grey level of :func:`indexed_picture`, so a reader that numbers frames
+differently is caught by the pixels (``tests/test_frame_index.py``).
 Nothing is fetched. Every name ends in ``.mp4``, whatever the content, because that is what a
 hostile client would send and what the gallery scan picks up.
 
@@ -23,6 +26,7 @@ check every file against it; ``docs/reliability.md`` lists the answers.
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import struct
 import sys
@@ -66,6 +70,20 @@ def picture(i: int, width: int = W, height: int = H) -> np.ndarray:
     return rgb
 
 
+def indexed_picture(i: int, width: int = W, height: int = H) -> np.ndarray:
+    """Frame ``i`` of the frame-numbering cases: grey level ``GREY0 + GREY_STEP * i`` with a
+    white square moving right (something to click on)."""
+    rgb = np.full((height, width, 3), GREY0 + GREY_STEP * i, np.uint8)
+    side = max(2, min(width, height) // 3)
+    x0 = (4 + 3 * i) % max(1, width - side)
+    y0 = (height - side) // 2
+    rgb[y0 : y0 + side, x0 : x0 + side] = 255
+    return rgb
+
+
+GREY0, GREY_STEP = 20, 20  # 10 frames: grey 20 .. 200, far apart after any lossy codec
+
+
 def encode(
     path: Path,
     frames: int,
@@ -80,8 +98,10 @@ def encode(
     fmt: str | None = None,
     options: dict[str, str] | None = None,
     audio: bool = False,
+    draw: Callable[[int, int, int], np.ndarray] | None = None,
 ) -> Path:
-    """Encode ``frames`` synthetic frames; ``pts`` (in ``time_base``) makes the rate variable."""
+    """Encode ``frames`` synthetic frames; ``pts`` (in ``time_base``) makes the rate variable;
+    ``draw(i, width, height)`` makes frame ``i`` (default :func:`picture`)."""
     width, height = size
     # bitexact: no random ids or version strings, so the corpus is the same on every run.
     with av.open(str(path), "w", format=fmt or "mp4", options={"fflags": "+bitexact"}) as out:
@@ -99,7 +119,8 @@ def encode(
         if audio:
             sound = out.add_stream("aac", rate=8000, layout="mono")
         for i in range(frames):
-            frame = av.VideoFrame.from_ndarray(picture(i, width, height), format="rgb24")
+            rgb = (draw or picture)(i, width, height)
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             frame = frame.reformat(format=pix_fmt)
             if pts is not None:
                 frame.pts = pts[i]
@@ -186,6 +207,21 @@ def patch_frame_count(data: bytearray, count: int) -> None:
     """Claim ``count`` samples in the time-to-sample table (its first entry)."""
     stts = find(data, b"stts")
     struct.pack_into(">I", data, stts + 16, count)
+
+
+def move_udta_first(data: bytearray) -> None:
+    """Reorder the children of ``moov``: ``mvhd``, then ``udta``, then the rest (same size)."""
+    moov = find(data, b"moov")
+    (size,) = struct.unpack_from(">I", data, moov)
+    children = []
+    pos = moov + 8
+    while pos < moov + size:
+        (child_size,) = struct.unpack_from(">I", data, pos)
+        children.append((bytes(data[pos + 4 : pos + 8]), bytes(data[pos : pos + child_size])))
+        pos += child_size
+    rank = {b"mvhd": 0, b"udta": 1}
+    children.sort(key=lambda child: rank.get(child[0], 2))  # stable: the traks keep their order
+    data[moov + 8 : moov + size] = b"".join(body for _, body in children)
 
 
 def patch_timescale(data: bytearray, factor: int) -> None:
@@ -349,6 +385,60 @@ def case_raw_h264(path: Path) -> None:
     encode(path, 8, fmt="h264")  # an elementary stream: no container, no timestamps
 
 
+def case_cover_art_first(path: Path) -> None:
+    # Stream 0 is a JPEG cover (disposition attached_pic), stream 1 the 10-frame H.264 video.
+    # FFmpeg's MP4 muxer stores a cover in moov/udta, after the tracks, and its demuxer numbers
+    # streams in the order it meets them: moving udta before the trak boxes puts the cover first.
+    from PIL import Image
+
+    cover_rgb = np.zeros((32, 32, 3), np.uint8)
+    cover_rgb[::4] = (255, 0, 255)  # magenta stripes: like no frame of the video
+    buffer = io.BytesIO()
+    Image.fromarray(cover_rgb).save(buffer, format="JPEG", quality=80)
+    with av.open(str(path), "w", format="mp4", options={"fflags": "+bitexact"}) as out:
+        cover = out.add_stream("mjpeg")
+        cover.width, cover.height, cover.pix_fmt = 32, 32, "yuvj420p"
+        cover.disposition = av.stream.Disposition.attached_pic
+        video = out.add_stream("libx264", rate=10)
+        video.width, video.height, video.pix_fmt = W, H, "yuv420p"
+        # Intra frames only: x264's motion search on these flat pictures is not reproducible.
+        video.options = {
+            "threads": "1",
+            "preset": "veryfast",
+            "crf": "30",
+            "x264-params": "keyint=1",
+        }
+        packet = av.Packet(buffer.getvalue())
+        packet.stream, packet.pts, packet.dts = cover, 0, 0
+        out.mux(packet)
+        for i in range(10):
+            frame = av.VideoFrame.from_ndarray(indexed_picture(i), format="rgb24")
+            frame = frame.reformat(format="yuv420p")
+            frame.pts, frame.time_base = i, Fraction(1, 10)
+            out.mux(video.encode(frame))
+        out.mux(video.encode(None))
+    data = bytearray(path.read_bytes())
+    move_udta_first(data)
+    path.write_bytes(bytes(data))
+    with av.open(str(path)) as check:
+        assert check.streams[0].disposition & av.stream.Disposition.attached_pic, "cover not first"
+
+
+def case_corrupt_packet(path: Path) -> None:
+    # 10 intra frames (no frame depends on another); frame 5's packet gets an impossible NAL
+    # length, so FFmpeg rejects that packet alone: frame 5 reads as frame 4.
+    encode(path, 10, options={"x264-params": "keyint=1"}, draw=indexed_picture)
+    with av.open(str(path)) as container:
+        packets = sorted((p.pts or 0, p.pos or 0) for p in container.demux(video=0) if p.size)
+    _pts, pos = packets[CORRUPT_FRAME]
+    data = bytearray(path.read_bytes())
+    data[pos : pos + 4] = b"\xff" * 4  # inside the packet: the length of its first NAL unit
+    path.write_bytes(bytes(data))
+
+
+CORRUPT_FRAME = 5
+
+
 # name -> (builder, what it is, expected outcome per path)
 CASES: dict[str, tuple[Callable[[Path], None], str, dict[str, Any]]] = {
     "valid.mp4": (
@@ -494,6 +584,16 @@ CASES: dict[str, tuple[Callable[[Path], None], str, dict[str, Any]]] = {
         case_raw_h264,
         "an H.264 elementary stream (no container, no timestamps)",
         {"upload": accept(frames=8, size=[64, 48]), "session": OK, "matte": OK},
+    ),
+    "cover_art_first.mp4": (
+        case_cover_art_first,
+        "stream 0 a 32x32 JPEG cover (attached picture), stream 1 the 10-frame H.264 video",
+        {"upload": accept(frames=10, size=[64, 48]), "session": OK, "matte": OK},
+    ),
+    "corrupt_packet.mp4": (
+        case_corrupt_packet,
+        "10 intra frames; frame 5's packet is corrupt (dropped: it shows frame 4)",
+        {"upload": accept(frames=10, size=[64, 48]), "session": OK, "matte": OK},
     ),
 }
 

@@ -8,7 +8,10 @@
 Everything here works on paths the caller chose (never on client-supplied names) and reports
 failures as one-line :mod:`sam2_matting.errors` without server paths in the message. Limits are
 enforced on what is actually decoded, not on what the container claims: a header can lie about
-the duration, the frame count, the frame size and the frame rate.
+the duration, the frame count, the frame size and the frame rate. The video stream and its
+frames are the ones a session reads (:mod:`sam2_matting.frame_index`: cover art skipped, frames
+numbered by timestamp, a corrupt packet dropped and shown as the frame before), so a constant
+rate upload keeps its frame ``i``; a variable rate one is re-timed onto the constant-rate grid.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import logging
 import math
 import os
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -28,6 +30,7 @@ import numpy as np
 from PIL import Image
 
 from sam2_matting.errors import InvalidInputError, LimitExceededError, VideoError
+from sam2_matting.frame_index import FrameIndex, FrameSequence, choose_video_stream, numbered_frames
 from sam2_matting.video import rotate_frame
 from server.config import Settings
 
@@ -161,7 +164,7 @@ def transcode_h264(
     except (av.FFmpegError, UnicodeDecodeError) as err:
         raise VideoError(f"not a readable video ({ffmpeg_reason(err)})") from None
     try:
-        return _transcode(container, dst, limits, start, window, max_side)
+        return _transcode(src, container, dst, limits, start, window, max_side)
     except av.FFmpegError as err:
         raise VideoError(f"cannot decode the video ({ffmpeg_reason(err)})") from None
     finally:
@@ -201,12 +204,15 @@ def _check_window(start: float | None, duration: float | None) -> tuple[float, f
     return (start or 0.0), duration
 
 
-def _video_stream(container: Any) -> Any:
-    for stream in container.streams.video:
-        # A cover picture (e.g. in an audio file) is a one-frame "video" stream: not a video.
-        if not stream.disposition & av.stream.Disposition.attached_pic:
-            return stream
-    raise VideoError("the file has no video stream")
+def _scan(src: Path, stream_index: int, limits: UploadLimits) -> FrameIndex:
+    """The frames of the chosen stream, by one demux pass over a second opening of ``src``."""
+    # Bounded: the densest video the limits allow; decoding enforces the exact limits.
+    cap = max(limits.max_frames, math.ceil(limits.max_fps * limits.max_duration_sec))
+    with av.open(str(src), mode="r") as container:
+        index = FrameIndex.scan(container, container.streams[stream_index], max_frames=cap)
+    if index.count > cap:
+        raise LimitExceededError(f"the video has more than {limits.max_frames} frames")
+    return index
 
 
 def _frame_rate(stream: Any, limits: UploadLimits) -> Fraction:
@@ -291,6 +297,7 @@ class _Grid:
 
 
 def _transcode(
+    src: Path,
     container: Any,
     dst: Path,
     limits: UploadLimits,
@@ -298,11 +305,12 @@ def _transcode(
     window: float | None,
     max_side: int,
 ) -> TranscodeInfo:
-    stream = _video_stream(container)
+    stream = choose_video_stream(container)
     ctx = stream.codec_context
     if ctx.width and ctx.height:
         _check_side(ctx.width, ctx.height, limits)  # early, cheap; frames are checked again
     fps = _frame_rate(stream, limits)
+    sequence = FrameSequence(_scan(src, stream.index, limits), from_start=start <= 0)
     ctx.thread_type = "AUTO"
     sar = _sample_aspect(stream)
     grid = _Grid(fps, limits, window)
@@ -318,9 +326,10 @@ def _transcode(
     size = (0, 0)
     previous: Any = None
     try:
-        for frame in _decode(container, stream):
+        for item in numbered_frames(container, stream, sequence):
+            frame = item.frame
             _check_side(frame.width, frame.height, limits)
-            time = frame.time
+            time = None if item.pts is None else float(item.pts * stream.time_base)
             if start > 0 and time is not None and time < origin + start - half_frame:
                 continue  # pre-roll from the keyframe before the window
             if t0 is None:
@@ -342,8 +351,10 @@ def _transcode(
             previous, grid.last_slot = picture, slot
         if out is None:
             what = "in the selected time range" if (start > 0 or window) else "in the file"
+            if sequence.bad_packets:
+                raise VideoError(f"cannot decode the video: no frame {what} could be read")
             raise VideoError(f"no video frames {what}")
-        _check_complete(stream, grid.decoded, start, window)
+        _check_complete(stream, sequence, start, window)
         out.mux(out_stream.encode(None))
     finally:
         if out is not None:
@@ -351,20 +362,20 @@ def _transcode(
     return TranscodeInfo(size[0], size[1], fps, grid.last_slot + 1, grid.decoded)
 
 
-def _decode(container: Any, stream: Any) -> Iterator[Any]:
-    for packet in container.demux(stream):
-        yield from packet.decode()
-
-
-def _check_complete(stream: Any, decoded: int, start: float, window: float | None) -> None:
+def _check_complete(
+    stream: Any, sequence: FrameSequence, start: float, window: float | None
+) -> None:
     # A file cut short (say, half an upload) can still open when its index sits at the front;
-    # the decoder then just runs out of data. Compare with the index when all was decoded.
+    # the decoder then just runs out of data. Compare with the index when all was decoded:
+    # the frames the decoder really gave, stand-ins for a few damaged ones not counted.
     expected = stream.frames or 0
+    decoded = sequence.decoded
     if start > 0 or window is not None or expected <= 0:
         return
     if expected - decoded > max(2, expected // 50):
+        what = "cannot decode the video, it is" if sequence.bad_packets else "the video is"
         raise VideoError(
-            f"the video is truncated or damaged: {decoded} of {expected} frames could be read"
+            f"{what} truncated or damaged: {decoded} of {expected} frames could be read"
         )
 
 

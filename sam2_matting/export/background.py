@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image, ImageColor, UnidentifiedImageError
 
 from sam2_matting.errors import InvalidInputError, VideoError
+from sam2_matting.frame_index import choose_video_stream
 from sam2_matting.video import normalize_rotation, rotate_frame
 
 __all__ = [
@@ -117,8 +118,7 @@ def parse_background(spec: BackgroundSpecLike | BackgroundSpec) -> BackgroundSpe
         pass
     try:
         with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise VideoError(f"background {path.name} has no video stream")
+            choose_video_stream(container, f"background {path.name}")  # VideoError if none
     except av.FFmpegError:
         raise VideoError(f"background {path.name} is neither an image nor a video") from None
     return BackgroundSpec("video", path=path)
@@ -206,9 +206,9 @@ class _VideoBackground(Background):
         self.close()
         try:
             self._container = av.open(str(self._path))
-            stream = self._container.streams.video[0]
+            stream = choose_video_stream(self._container)  # the sources' rule: no cover art
             stream.thread_type = "AUTO"
-        except (av.FFmpegError, IndexError):
+        except (av.FFmpegError, VideoError):
             self.close()
             raise VideoError(f"background {self._path.name}: cannot open video") from None
         self._frames = self._container.decode(stream)

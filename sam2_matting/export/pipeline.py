@@ -14,8 +14,10 @@ packets go to the writer as they are demuxed (copied or re-encoded, see
 :mod:`~sam2_matting.export.video_writer`). Nothing is kept from frame to frame, so memory does
 not grow with the video's length, and ``mattes`` is consumed lazily (a generator is fine).
 
-Frame ``i`` is the ``i``-th frame the decoder outputs, i.e. the ``i``-th in presentation order,
-as in :class:`~sam2_matting.video.VideoSource`. A frame without a matte is fully transparent
+Frame ``i`` is frame ``i`` of a session on the same file: the video stream, the frames and
+their numbering follow :mod:`sam2_matting.frame_index` (cover art skipped, frames numbered by
+timestamp, a corrupt packet dropped and its frame shown as the one before), so the output has
+exactly the source's frame count. A frame without a matte is fully transparent
 (alpha 0): cut out in the alpha formats, background only in ``composite``, black in
 ``foreground``. A source that is a folder of JPEG/PNG frames is read with
 :func:`~sam2_matting.video.open_video`; it has no audio and plays at ``fps`` (default 30).
@@ -28,7 +30,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import av
 import numpy as np
@@ -38,6 +40,7 @@ from sam2_matting.export.background import BackgroundSpec, BackgroundSpecLike, p
 from sam2_matting.export.formats import ExportFormat, get_format
 from sam2_matting.export.video_writer import VideoWriter
 from sam2_matting.export.writers import ExportWriter, PngSequenceWriter, PngZipWriter
+from sam2_matting.frame_index import FrameSequence, NumberedFrame, scan_file
 from sam2_matting.limits import DEFAULT_FOLDER_FPS
 from sam2_matting.video import open_video, rotate_frame
 
@@ -299,52 +302,62 @@ class _Reader:
 
 
 class _FileReader(_Reader):
+    """A video file read by the shared frame rule; audio packets passed through as demuxed."""
+
     def __init__(self, path: Path, with_audio: bool) -> None:
         self._path = path
         try:
+            stream_index, self._index = scan_file(path)
             self._container: Any = av.open(str(path))
         except av.FFmpegError as err:
             raise VideoError(f"{path.name}: cannot open video ({err})") from None
         try:
-            if not self._container.streams.video:
-                raise VideoError(f"{path.name} has no video stream")
-            self._video = self._container.streams.video[0]
+            self._video: Any = cast(Any, self._container.streams[stream_index])
             self._video.thread_type = "AUTO"
             audio = self._container.streams.audio
             self.audio_stream = audio[0] if with_audio and audio else None
             rate = self._video.average_rate or self._video.guessed_rate or Fraction(30)
             self.rate = Fraction(rate)
             self.time_base = self._video.time_base or 1 / self.rate
-            self.frame_count = self._video.frames or self._count_frames()
+            self.frame_count = self._index.count
         except BaseException:
             self.close()
             raise
         self._step = max(1, round(1 / (self.rate * self.time_base)))
 
-    def _count_frames(self) -> int:
-        with av.open(str(self._path)) as container:
-            return sum(1 for p in container.demux(video=0) if p.size)
-
     def events(self) -> Iterator[tuple[np.ndarray | None, int | None, Any]]:
         streams = [self._video] + ([self.audio_stream] if self.audio_stream is not None else [])
+        sequence = FrameSequence(self._index)
         last: int | None = None
+        shown: tuple[Any, np.ndarray] | None = None  # a stand-in reuses the frame's pixels
+
+        def event(item: NumberedFrame) -> tuple[np.ndarray, int, None]:
+            nonlocal last, shown
+            pts = item.pts
+            if pts is None or (last is not None and pts <= last):
+                pts = 0 if last is None else last + self._step
+            last = pts
+            if shown is None or shown[0] is not item.frame:
+                frame = item.frame
+                shown = (frame, rotate_frame(frame.to_ndarray(format="rgb24"), frame.rotation))
+            return shown[1], pts, None
+
         try:
             for packet in self._container.demux(streams):
                 if packet.stream.type == "audio":
                     yield None, None, packet
                     continue
-                for frame in packet.decode():
-                    pts = frame.pts
-                    if pts is None or (last is not None and pts <= last):
-                        pts = 0 if last is None else last + self._step
-                    last = pts
-                    rgb = rotate_frame(frame.to_ndarray(format="rgb24"), frame.rotation)
-                    yield rgb, pts, None
+                for item in sequence.feed(packet):
+                    yield event(item)
+            for item in sequence.finish():
+                yield event(item)
         except av.FFmpegError as err:
             raise VideoError(f"{self._path.name}: cannot decode ({err})") from None
 
     def close(self) -> None:
-        self._container.close()
+        container = getattr(self, "_container", None)
+        if container is not None:
+            container.close()
 
 
 class _FolderReader(_Reader):
