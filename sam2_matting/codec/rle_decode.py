@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from sam2_matting.codec import rle_input
+import sam2_matting.codec.rle_input as rle_input
 from sam2_matting.codec.limits import DEFAULT_MAX_PIXELS
 from sam2_matting.codec.rle_input import (
     FORMAT,
