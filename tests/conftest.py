@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,3 +32,12 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-unt
     from sam2_matting.tiny import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("tiny-model"), seed=0)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """Say how much the differential harness compared (docs/reliability.md records it)."""
+    harness = sys.modules.get("differential")
+    counts = getattr(harness, "COUNTS", None)
+    if counts:
+        figures = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+        terminalreporter.write_line(f"differential harness against stock SAM 2: {figures}")

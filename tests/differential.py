@@ -21,6 +21,7 @@ pass); a cancel after ``k`` frames stops before the next frame is computed.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -77,6 +78,10 @@ def write_frame_folder(session: MattingSession, folder: Path) -> Path:
     for i in range(session.frame_count):
         Image.fromarray(session.frame(i)).save(folder / f"{i:05d}.jpg", format="PNG")
     return folder
+
+
+# What the harness compared in this process (printed at the end of a pytest run).
+COUNTS: collections.Counter[str] = collections.Counter()
 
 
 # -- operations -------------------------------------------------------------------------------
@@ -341,6 +346,10 @@ class StockSide:
 def assert_same(step: int, op: Op, ours: Outcome, stock: Outcome) -> None:
     """Ours equals stock: same frames in the same order, same objects, alphas within tolerance."""
     where = f"step {step} {op!r}"
+    COUNTS["steps"] += 1
+    COUNTS["sequences"] += step == 0
+    COUNTS["frames compared"] += len(ours[1]) if ours[0] == "frames" else 0
+    COUNTS["refused by both"] += stock[0] == "error"
     if stock[0] == "error":
         assert ours[0] == "error", f"{where}: SAM 2 refused ({stock[1]}) but the session answered"
         assert ours[1] in ALLOWED_CODES, f"{where}: code {ours[1]!r}"

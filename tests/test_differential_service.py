@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import torch
 from differential import (
+    COUNTS,
     HEIGHT,
     WIDTH,
     AddBox,
@@ -214,6 +215,8 @@ def _frame(r: FrameMattes) -> tuple[int, tuple[int, ...], np.ndarray]:
 
 def assert_identical(step: int, op: Op, service: Outcome, local: Outcome) -> None:
     where = f"step {step} {op!r}"
+    COUNTS["service steps"] += 1
+    COUNTS["service frames compared"] += len(service[1]) if service[0] == "frames" else 0
     assert service[0] == local[0], (
         f"{where}: service {service[:1]} {service[1]!r}, local {local[0]}"
     )
