@@ -49,11 +49,13 @@ from typing import Any
 
 import requests
 from gpu_check_http import ServiceError, launch, sessions_until_busy, stop, stream_fps
+from gpu_check_model import SAM2_CONFIGS, make_random_model
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 VIDEO = REPO.parent / "shared" / "data" / "videos" / "01_dog.mp4"
 LOAD_ALLOWANCE = 120.0  # seconds a child may take to load, on top of its session budget
+LOAD_RESERVE = 30.0  # seconds of the run's budget kept for loading a compiled variant
 PLAIN_BUDGET = 300.0  # seconds for a session of a variant that is not compiled
 
 FULL: dict[str, Any] = {
@@ -62,9 +64,9 @@ FULL: dict[str, Any] = {
     "image_size": 1024,
     "dtypes": ("float32", "bfloat16"),
     "sessions_dtype": "bfloat16",
-    "warmup": 8,
+    "warmup": 16,  # SAM 2's memory bank fills up in 7 frames, its object pointers in 16
     "frames": 40,
-    "session_limit": 48,
+    "session_limit": 32,
     "session_frames": 4,
     "compile_budget": 150.0,
     "budget": 450.0,
@@ -121,8 +123,6 @@ def _row(v: Variant) -> dict[str, Any]:
 
 
 def make_models(cfg: dict[str, Any], work: Path) -> dict[str, tuple[Path, Path]]:
-    from gpu_check_model import make_random_model
-
     from sam2_matting.tiny import make_tiny_model
 
     files = {}
@@ -244,6 +244,8 @@ def table(rows: list[dict[str, Any]]) -> str:
 
 
 def run(cfg: dict[str, Any], video: Path, work: Path) -> dict[str, Any]:
+    if cfg["sessions_dtype"] not in cfg["dtypes"]:
+        cfg["sessions_dtype"] = cfg["dtypes"][-1]
     started = time.monotonic()
     deadline = started + cfg["budget"]
     meta: dict[str, Any] = {
@@ -274,11 +276,12 @@ def run(cfg: dict[str, Any], video: Path, work: Path) -> dict[str, Any]:
         else:
             rows[v.key]["notes"].append("no HTTP row: the service has no vos_optimized setting")
     phases["service"] = time.monotonic() - started - sum(phases.values())
-    # 3. compiled, bf16 first (the service's default on CUDA), sharing the time that is left
+    # 3. compiled, bf16 first (the service's default on CUDA), smaller model first: each takes
+    # what is left of the run's budget, up to its own (a compile cut short is wasted time, so
+    # the time is not split evenly)
     compiled = sorted((v for v in variants if v.vos), key=lambda v: v.dtype != "bfloat16")
-    for i, v in enumerate(compiled):
-        left = (deadline - time.monotonic()) / (len(compiled) - i) - 30
-        budget = min(cfg["compile_budget"], left)
+    for v in compiled:
+        budget = min(cfg["compile_budget"], deadline - time.monotonic() - LOAD_RESERVE)
         if budget < min(10.0, cfg["compile_budget"]):
             rows[v.key]["notes"].append("skipped: no time left in the run's budget")
             continue
@@ -300,6 +303,10 @@ def main(argv: list[str] | None = None) -> int:
     for name, kind in (("warmup", int), ("frames", int), ("session-limit", int),
                        ("compile-budget", float), ("budget", float)):  # fmt: skip
         p.add_argument(f"--{name}", type=kind, help="default: see the module doc")
+    p.add_argument(
+        "--models", help="comma-separated: hiera_t, hiera_l, tiny (default: hiera_t,hiera_l)"
+    )
+    p.add_argument("--dtypes", help="comma-separated: float32, bfloat16 (default: both)")
     args = p.parse_args(argv)
     # This checkout's packages, here and in every process started (the service included).
     sys.path.insert(0, str(REPO))
@@ -309,6 +316,13 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("device", "warmup", "frames", "session_limit", "compile_budget", "budget"):
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
+    for key in ("models", "dtypes"):
+        if getattr(args, key):
+            cfg[key] = tuple(x.strip() for x in getattr(args, key).split(",") if x.strip())
+    unknown = set(cfg["models"]) - {"tiny", *SAM2_CONFIGS}
+    if unknown or not set(cfg["dtypes"]) <= {"float32", "bfloat16"}:
+        print(f"gpu_check: unknown model or dtype in {args.models or args.dtypes}", file=sys.stderr)
+        return 2
     if cfg["device"].startswith("cuda"):
         import torch
 
@@ -326,8 +340,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.work is None:
             shutil.rmtree(work, ignore_errors=True)
     meta = report["meta"]
-    print(f"GPU check ({meta['mode']}), {meta.get('device', cfg['device'])} "
-          f"{meta.get('gpu', '')}, torch {meta['torch']}, RANDOM weights, "
+    where = " ".join(filter(None, [meta.get("device", cfg["device"]), meta.get("gpu")]))
+    print(f"GPU check ({meta['mode']}), {where}, torch {meta['torch']}, RANDOM weights, "
           f"{meta.get('video', args.video.name)}, {cfg['frames']} frames after "
           f"{cfg['warmup']} warm-up, {meta['wall_s']:.0f} s")  # fmt: skip
     print(report["table"])
