@@ -57,6 +57,7 @@ VIDEO = REPO.parent / "shared" / "data" / "videos" / "01_dog.mp4"
 LOAD_ALLOWANCE = 120.0  # seconds a child may take to load, on top of its session budget
 LOAD_RESERVE = 30.0  # seconds of the run's budget kept for loading a compiled variant
 PLAIN_BUDGET = 300.0  # seconds for a session of a variant that is not compiled
+SERVICE_RESERVE = 20.0  # seconds of the run's budget a service run needs at least
 
 FULL: dict[str, Any] = {
     "device": "cuda",
@@ -83,7 +84,7 @@ SMOKE: dict[str, Any] = {
     "session_limit": 2,
     "session_frames": 1,
     "compile_budget": 2.0,
-    "budget": 120.0,
+    "budget": 240.0,  # a bound on a busy machine; the smoke run takes well under a minute
     "threads": 1,
 }
 COLUMNS = (
@@ -142,8 +143,10 @@ def _kill_group(pgid: int) -> None:
 
 
 def run_model(cfg: dict[str, Any], v: Variant, files: tuple[Path, Path], video: Path,
-              work: Path, budget: float) -> dict[str, Any]:  # fmt: skip
-    """Run ``gpu_check_model.py`` for one variant in its own process group; its result."""
+              work: Path, budget: float, timeout: float) -> dict[str, Any]:  # fmt: skip
+    """Run ``gpu_check_model.py`` for one variant in its own process group; its result.
+
+    ``budget`` bounds the session (the child stops itself), ``timeout`` the whole process."""
     out, log = work / f"model-{v.key}.json", work / f"model-{v.key}.log"
     out.unlink(missing_ok=True)
     cmd = [
@@ -162,11 +165,11 @@ def run_model(cfg: dict[str, Any], v: Variant, files: tuple[Path, Path], video: 
         proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env,
                                 start_new_session=True)  # fmt: skip
         try:
-            rc = proc.wait(budget + LOAD_ALLOWANCE)
+            rc = proc.wait(timeout)
         except subprocess.TimeoutExpired:
             _kill_group(proc.pid)
             proc.wait(30)
-            return {"status": "skipped", "reason": f"timed out after {budget + LOAD_ALLOWANCE:g} s"}
+            return {"status": "skipped", "reason": f"timed out after {timeout:.0f} s"}
     if rc != 0:
         _kill_group(proc.pid)
     if out.is_file():
@@ -190,13 +193,15 @@ def _apply_model(row: dict[str, Any], result: dict[str, Any], meta: dict[str, An
 
 
 def run_service(cfg: dict[str, Any], model: str, dtype: str, files: tuple[Path, Path],
-                video: Path, work: Path, row: dict[str, Any]) -> None:  # fmt: skip
+                video: Path, work: Path, row: dict[str, Any],
+                deadline: float) -> None:  # fmt: skip
     """Stream fps (and, at the sessions dtype, sessions before BUSY) on a fresh service."""
     root = work / f"service-{model}-{dtype}"
     shutil.rmtree(root, ignore_errors=True)
     try:
         service = launch(files[0], files[1], device=cfg["device"], dtype=dtype, video=video,
-                         root=root, max_sessions=cfg["session_limit"])  # fmt: skip
+                         root=root, max_sessions=cfg["session_limit"],
+                         timeout=max(60.0, deadline - time.monotonic()))  # fmt: skip
     except (ServiceError, requests.RequestException, OSError) as err:
         row["notes"].append(f"service did not start: {str(err)[:200]}")
         return
@@ -210,8 +215,9 @@ def run_service(cfg: dict[str, Any], model: str, dtype: str, files: tuple[Path, 
         if row["model_fps"]:
             row["stream_over_model"] = s["fps"] / row["model_fps"]
         if dtype == cfg["sessions_dtype"]:
+            seconds = max(5.0, min(120.0, deadline - time.monotonic() - SERVICE_RESERVE))
             b = sessions_until_busy(service, limit=cfg["session_limit"],
-                                    frames_each=cfg["session_frames"])  # fmt: skip
+                                    frames_each=cfg["session_frames"], seconds=seconds)  # fmt: skip
             row["sessions"] = f"{b['sessions']} ({b['stopped_by']})"
             row["sessions_detail"] = b
             row["service_mib_per_session"] = b["service_mib_per_session"]
@@ -265,16 +271,25 @@ def run(cfg: dict[str, Any], video: Path, work: Path) -> dict[str, Any]:
         Variant(m, d, vos) for m in cfg["models"] for d in cfg["dtypes"] for vos in (False, True)
     ]
     rows = {v.key: _row(v) for v in variants}
+    spent = "skipped: the run's budget was spent"
     for v in variants:  # 1. model-only, not compiled
         if not v.vos:
-            result = run_model(cfg, v, files[v.model], video, work, PLAIN_BUDGET)
+            budget = min(PLAIN_BUDGET, deadline - time.monotonic())
+            if budget <= 0:
+                rows[v.key]["notes"].append(f"model-only {spent}")
+                continue
+            timeout = budget + LOAD_ALLOWANCE
+            result = run_model(cfg, v, files[v.model], video, work, budget, timeout)
             _apply_model(rows[v.key], result, meta)
     phases["model_only"] = time.monotonic() - started - sum(phases.values())
     for v in variants:  # 2. the service
-        if not v.vos:
-            run_service(cfg, v.model, v.dtype, files[v.model], video, work, rows[v.key])
-        else:
+        if v.vos:
             rows[v.key]["notes"].append("no HTTP row: the service has no vos_optimized setting")
+        elif deadline - time.monotonic() < SERVICE_RESERVE:
+            rows[v.key]["notes"].append(f"service {spent}")
+        else:
+            run_service(cfg, v.model, v.dtype, files[v.model], video, work, rows[v.key],
+                        deadline)  # fmt: skip
     phases["service"] = time.monotonic() - started - sum(phases.values())
     # 3. compiled, bf16 first (the service's default on CUDA), smaller model first: each takes
     # what is left of the run's budget, up to its own (a compile cut short is wasted time, so
@@ -285,7 +300,9 @@ def run(cfg: dict[str, Any], video: Path, work: Path) -> dict[str, Any]:
         if budget < min(10.0, cfg["compile_budget"]):
             rows[v.key]["notes"].append("skipped: no time left in the run's budget")
             continue
-        result = run_model(cfg, v, files[v.model], video, work, budget)
+        # the load may take more than its reserve, but never long past the run's deadline
+        timeout = min(budget + LOAD_ALLOWANCE, deadline - time.monotonic() + LOAD_RESERVE)
+        result = run_model(cfg, v, files[v.model], video, work, budget, timeout)
         _apply_model(rows[v.key], result, meta)
     phases["compiled"] = time.monotonic() - started - sum(phases.values())
     meta["wall_s"] = time.monotonic() - started

@@ -236,17 +236,24 @@ def gpu_bytes(service: Service) -> float | None:
     return None
 
 
-def sessions_until_busy(service: Service, *, limit: int, frames_each: int) -> dict[str, Any]:
+def sessions_until_busy(
+    service: Service, *, limit: int, frames_each: int, seconds: float = 120.0
+) -> dict[str, Any]:
     """Open sessions (start, click, a ``frames_each`` stream) until the service refuses one.
 
     The service runs with ``max_sessions = limit``: ``BUSY`` at ``limit`` means the cap was
-    reached first; any other error (out of memory is ``INTERNAL``) stops the count there.
+    reached first; any other error (out of memory is ``INTERNAL``) stops the count there, and
+    so does running out of ``seconds`` (``stopped_by`` is then ``time``).
     """
     before = gpu_bytes(service)
     opened: list[str] = []
     refusal: ServiceError | None = None
+    deadline = time.monotonic() + seconds
     try:
         for _ in range(limit + 1):
+            if time.monotonic() > deadline:
+                refusal = ServiceError("time", f"stopped after {seconds:g} s")
+                break
             try:
                 sid = start_session(service)
             except ServiceError as err:
