@@ -22,10 +22,10 @@ and with ``vos_optimized`` (SAM 2's ``torch.compile``d predictor), on a real 720
   many sessions (start, click, a short stream each) open before it refuses one, at the dtype
   the service defaults to (bf16 on CUDA); it also gives the service's CUDA memory per session.
 
-The warm-up frames (``--warmup``) are not counted. A compiled variant gets at most
-``--compile-budget`` seconds, and the whole run ``--budget`` seconds (compiled variants run
-last and share what is left); a variant over its budget is skipped with a note. Prints one
-markdown table and writes everything to ``--json``. ``--smoke`` runs every code path on the
+The warm-up frames (``--warmup``) are not counted. The whole run gets ``--budget`` seconds;
+the compiled variants run last, bf16 and the smaller model first, each taking what is left up
+to ``--compile-budget`` seconds; a step over its budget is skipped with a note. ``--models``
+and ``--dtypes`` pick a subset. Prints one markdown table and writes everything to ``--json``. ``--smoke`` runs every code path on the
 CPU in well under a minute: the tiny model at 256 px, a few frames, a compile budget of 2 s and
 a session cap of 2. Its figures are plumbing checks, never results.
 """
