@@ -25,9 +25,10 @@ and with ``vos_optimized`` (SAM 2's ``torch.compile``d predictor), on a real 720
 The warm-up frames (``--warmup``) are not counted. The whole run gets ``--budget`` seconds;
 the compiled variants run last, bf16 and the smaller model first, each taking what is left up
 to ``--compile-budget`` seconds; a step over its budget is skipped with a note. ``--models``
-and ``--dtypes`` pick a subset. Prints one markdown table and writes everything to ``--json``. ``--smoke`` runs every code path on the
-CPU in well under a minute: the tiny model at 256 px, a few frames, a compile budget of 2 s and
-a session cap of 2. Its figures are plumbing checks, never results.
+and ``--dtypes`` pick a subset. Prints one markdown table and writes everything to
+``--json``. ``--smoke`` runs every code path on the CPU in well under a minute: the tiny model
+at 256 px, a few frames, a compile budget of 2 s and a session cap of 2. Its figures are
+plumbing checks, never results.
 """
 
 from __future__ import annotations
