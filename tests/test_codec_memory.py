@@ -106,6 +106,6 @@ def test_add_mask_checks_the_size_against_the_video_first(  # type: ignore[no-un
     finally:
         tracemalloc.stop()
     error = body["errors"][0]
-    assert error["extensions"]["code"] == "BAD_USER_INPUT", body  # how GraphQL codes BAD_MATTE
+    assert error["extensions"]["code"] == "BAD_MATTE", body
     assert "matte is 8192x8192 (H x W), expected 180x320" in error["message"]
     assert peak < 64 << 20  # the request's JSON (1.6 MB of text) and GraphQL, no inflating
