@@ -125,8 +125,8 @@ def _multilevel(
     """F (h, w, 3) float32 for ``image`` (h, w, 3) and ``alpha`` (h, w), both in [0, 1]."""
     height, width = alpha.shape
     levels = max(1, math.ceil(math.log2(max(height, width))))
-    fg = image.mean(axis=(0, 1), dtype=np.float64).astype(np.float32)[None, None, :]
-    bg = fg.copy()
+    mean = image.mean(axis=(0, 1), dtype=np.float64).astype(np.float32)
+    fb = np.concatenate((mean, mean))[None, None, :]  # F and B side by side: (h, w, 6)
     for level in range(levels + 1):
         h = max(1, round(height ** (level / levels)))
         w = max(1, round(width ** (level / levels)))
@@ -134,8 +134,7 @@ def _multilevel(
         xs = _nearest(w, width)
         img = image if level == levels else _resize(image, ys, xs)
         a = alpha if level == levels else _resize(alpha, ys, xs)
-        fy, fx = _nearest(h, fg.shape[0]), _nearest(w, fg.shape[1])
-        fg, bg = _resize(fg, fy, fx), _resize(bg, fy, fx)
+        fb = _resize(fb, _nearest(h, fb.shape[0]), _nearest(w, fb.shape[1]))
         sweeps = (
             iterations
             if level == levels
@@ -145,13 +144,13 @@ def _multilevel(
         )
         if h * w <= DENSE_PIXELS:
             active = np.ones((h, w), bool)
-        else:
+        else:  # opaque pixels hold F = I, transparent ones B = I; the others are solved for
             opaque, clear = a >= 1.0, a <= 0.0
-            np.copyto(fg, img, where=opaque[..., None])
-            np.copyto(bg, img, where=clear[..., None])
+            np.copyto(fb[..., :3], img, where=opaque[..., None])
+            np.copyto(fb[..., 3:], img, where=clear[..., None])
             active = ndimage.binary_dilation(~(opaque | clear), iterations=RING)
-        _sweep(fg, bg, img, a, active, sweeps, epsilon, gamma)
-    return fg
+        _sweep(fb, img, a, active, sweeps, epsilon, gamma)
+    return fb[..., :3]
 
 
 def _resize(array: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
@@ -165,8 +164,7 @@ def _nearest(size: int, source: int) -> np.ndarray:
 
 
 def _sweep(
-    fg: np.ndarray,
-    bg: np.ndarray,
+    fb: np.ndarray,
     image: np.ndarray,
     alpha: np.ndarray,
     active: np.ndarray,
@@ -174,10 +172,15 @@ def _sweep(
     epsilon: float,
     gamma: float,
 ) -> None:
-    """``sweeps`` red-black Gauss-Seidel sweeps over the ``active`` pixels, in place."""
+    """``sweeps`` red-black Gauss-Seidel sweeps over the ``active`` pixels of ``fb``, in place.
+
+    Per pixel, with neighbour weights ``w_j = ε + γ|α - α_j|`` and ``W = Σ w_j``, the cost's
+    minimum over (F, B) with the neighbours held solves the 2x2 system
+    ``[[α² + W, α(1-α)], [α(1-α), (1-α)² + W]] [F, B] = [αI + Σ w_j F_j, (1-α)I + Σ w_j B_j]``.
+    """
     h, w = alpha.shape
     ys, xs = np.nonzero(active)
-    flat_f, flat_b = fg.reshape(-1, 3), bg.reshape(-1, 3)
+    flat = fb.reshape(-1, 6)
     flat_i, flat_a = image.reshape(-1, 3), alpha.reshape(-1)
     groups = []
     for parity in (0, 1):
@@ -198,22 +201,22 @@ def _sweep(
         weight = np.float32(epsilon) + np.float32(gamma) * np.abs(a - flat_a[nbrs])
         total = weight.sum(axis=0)
         a1 = 1 - a
-        d_ff, d_bb, d_fb = a * a + total, a1 * a1 + total, a * a1
-        det = total * (a * a + a1 * a1 + total)  # d_ff * d_bb - d_fb², without cancelling
+        det = total * (a * a + a1 * a1 + total)  # the system's determinant, without cancelling
         pixel = flat_i[index]
+        rhs0 = np.concatenate((a[:, None] * pixel, a1[:, None] * pixel), axis=1)
         groups.append(
-            (index, nbrs, weight[..., None], (d_ff / det)[:, None], (d_bb / det)[:, None],
-             (d_fb / det)[:, None], a[:, None] * pixel, a1[:, None] * pixel)
+            (index, nbrs, weight[..., None], ((a * a + total) / det)[:, None],
+             ((a1 * a1 + total) / det)[:, None], (a * a1 / det)[:, None], rhs0)
         )  # fmt: skip
     for _ in range(sweeps):
-        for index, nbrs, weight, d_ff, d_bb, d_fb, r_f0, r_b0 in groups:
-            near = np.take(flat_f, nbrs, axis=0)  # (4, K, 3)
+        for index, nbrs, weight, d_ff, d_bb, d_fb, rhs0 in groups:
+            near = np.take(flat, nbrs, axis=0)  # (4, K, 6)
             near *= weight
-            r_f = near.sum(axis=0)
-            r_f += r_f0
-            near = np.take(flat_b, nbrs, axis=0)
-            near *= weight
-            r_b = near.sum(axis=0)
-            r_b += r_b0
-            flat_f[index] = np.clip(d_bb * r_f - d_fb * r_b, 0, 1)
-            flat_b[index] = np.clip(d_ff * r_b - d_fb * r_f, 0, 1)
+            rhs = near.sum(axis=0)
+            rhs += rhs0
+            r_f, r_b = rhs[:, :3], rhs[:, 3:]
+            out = np.empty_like(rhs)
+            np.subtract(d_bb * r_f, d_fb * r_b, out=out[:, :3])
+            np.subtract(d_ff * r_b, d_fb * r_f, out=out[:, 3:])
+            np.clip(out, 0, 1, out=out)
+            flat[index] = out
