@@ -35,6 +35,7 @@ from flask import Blueprint, Flask, Response, g, request, send_file
 from sam2_matting.codec import decode_matte
 from sam2_matting.errors import CancelledError, InvalidInputError, NotFoundError
 from sam2_matting.export import get_format
+from sam2_matting.export.foreground import DEFAULT_FOREGROUND, parse_foreground
 from sam2_matting.predictor import CancelToken
 from server.errors import client_error, not_found
 from server.ranges import ignore_unusable_range
@@ -60,6 +61,7 @@ class ExportJob:
     file: Path | None = None
     finished_at: float | None = None
     owner: str | None = None  # the client of the session (per-client tokens), else None
+    foreground: str = DEFAULT_FOREGROUND  # estimate | source (sam2_matting.export.foreground)
     cancel: CancelToken = field(default_factory=CancelToken)
 
     @property
@@ -99,12 +101,15 @@ class ExportJobs:
         object_ids: list[int] | None,
         background: Any,
         premultiplied: bool,
+        foreground: str | None = None,
     ) -> ExportJob:
         """Queue an export of ``entry``'s computed mattes (the union of ``object_ids``).
 
-        ``background`` is a checked ``BackgroundSpec`` (composite only) or None.
+        ``background`` is a checked ``BackgroundSpec`` (composite only) or None;
+        ``foreground`` ``"estimate"`` (None: the default) or ``"source"``.
         """
         spec = get_format(fmt)
+        mode = parse_foreground(foreground)
         if spec.name == "png":
             spec = get_format("png-zip")  # a folder is served as one zip file
         ids = list(object_ids) if object_ids else list(entry.session.object_ids)
@@ -119,7 +124,9 @@ class ExportJobs:
         with self._lock:
             if sum(j.status in ("queued", "running") for j in self._jobs.values()) >= MAX_JOBS:
                 raise InvalidInputError("too many exports queued; wait for one to finish")
-            job = ExportJob(uuid.uuid4().hex, entry.id, spec.name, ids, owner=entry.owner)
+            job = ExportJob(
+                uuid.uuid4().hex, entry.id, spec.name, ids, owner=entry.owner, foreground=mode
+            )
             job.total = entry.session.frame_count
             self._jobs[job.id] = job
         self._pool.submit(self._run, job, entry, background, premultiplied)
@@ -266,6 +273,7 @@ class ExportJobs:
                 premultiplied=premult,
                 cancel=job.cancel,
                 progress=progress,
+                foreground=job.foreground,
             )
             job.file = out
             self._record(job)

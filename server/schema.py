@@ -366,6 +366,7 @@ class ExportMutation:
             input.object_ids,
             _background(ctx, input.background),
             input.premultiplied,
+            foreground=input.foreground,
         )
         return _job_info(job, ctx.base_url)
 

@@ -252,6 +252,14 @@ class ExportMatteInput:
         description="composite only: a colour (#00ff00, 0,255,0, lime) or a video id",
     )
     premultiplied: bool = False
+    foreground: str | None = strawberry.field(
+        default=None,
+        description=(
+            "colour where 0 < alpha < 255: estimate (the default: the object's own colour, "
+            "estimated from the frame and the matte) or source (the source pixel); "
+            "ignored by the alpha format"
+        ),
+    )
 
 
 @strawberry.input

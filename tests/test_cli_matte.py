@@ -70,6 +70,7 @@ def test_matte_writes_each_format(tiny_model, clip, tmp_path) -> None:
         (["CLIP", "--point", "5000,1"], "inside the frame"),
         (["CLIP"], "at least one --point"),
         (["CLIP", "--point", "1,1", "--format", "gif"], "gif"),
+        (["CLIP", "--point", "1,1", "--foreground", "guess"], "--foreground must be one of"),
         (["CLIP", "--frame", "99", "--point", "1,1"], "out of range"),
         (["CLIP", "--mask", "NOPE.png"], "not a readable image"),
         (["CLIP", "--point", "1,1", "--out", "CLIP/x"], "cannot create the folder"),
@@ -86,3 +87,21 @@ def test_bad_input_is_one_line_and_writes_nothing(
     assert len(lines) == 1 and lines[0].startswith("sam2-matting: error:"), done.stderr
     assert message in lines[0]
     assert not any(p.name.startswith("out") for p in tmp_path.iterdir())
+
+
+def test_foreground_source_and_estimate_differ_only_where_soft(tiny_model, clip, tmp_path) -> None:
+    frames = {}
+    for mode in ("source", "estimate"):
+        out = tmp_path / f"{mode}.zip"
+        done = _matte(
+            tiny_model, str(clip), "--point", "100,80", "--format", "png-zip",
+            "--foreground", mode, "--out", str(out),
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        with zipfile.ZipFile(out) as z:
+            frames[mode] = [np.asarray(Image.open(z.open(n))) for n in sorted(z.namelist())]
+    for source, estimate in zip(frames["source"], frames["estimate"], strict=True):
+        alpha = source[..., 3]
+        assert np.array_equal(alpha, estimate[..., 3])
+        hard = (alpha == 0) | (alpha == 255)
+        assert np.array_equal(source[hard], estimate[hard])

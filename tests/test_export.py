@@ -105,6 +105,8 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _export(source: Path, out: Path, fmt: str, **kwargs: Any) -> Path:
+    """Export with the source colour: these tests check the writers' fidelity to it."""
+    kwargs.setdefault("foreground", "source")
     return export_video(source, MATTES, out, fmt, **kwargs)
 
 
@@ -448,7 +450,7 @@ def test_frame_folder_source_is_read_in_order(tmp_path: Path) -> None:
     folder.mkdir()
     for i in range(3):
         Image.fromarray(RGB[i]).save(folder / f"{i}.png")
-    out = export_video(folder, {1: MATTES[1]}, tmp_path / "seq.zip", "png-zip")
+    out = export_video(folder, {1: MATTES[1]}, tmp_path / "seq.zip", "png-zip", foreground="source")
     with zipfile.ZipFile(out) as archive:
         rgba = [np.asarray(Image.open(io.BytesIO(archive.read(frame_name(i))))) for i in range(3)]
     assert all((rgba[i][..., :3] == RGB[i]).all() for i in range(3))
@@ -468,7 +470,9 @@ def test_rotation_metadata_is_applied_like_open_video(tmp_path: Path) -> None:
         shown = [video.get_frame(i) for i in range(3)]
     assert shown[0].shape == (W, H, 3)  # portrait: turned by 90 degrees
     matte = np.full((W, H), 200, np.uint8)
-    out = export_video(source, [(1, matte)], tmp_path / "turned.zip", "png-zip")
+    out = export_video(
+        source, [(1, matte)], tmp_path / "turned.zip", "png-zip", foreground="source"
+    )
     with zipfile.ZipFile(out) as archive:
         rgba = [np.asarray(Image.open(io.BytesIO(archive.read(frame_name(i))))) for i in range(3)]
     assert all((rgba[i][..., :3] == shown[i]).all() for i in range(3))

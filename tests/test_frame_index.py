@@ -199,7 +199,7 @@ def test_a_real_session_matte_lands_on_its_frame_in_the_export(
         mattes = {r.frame_index: r.alpha(1).copy() for r in results}
         frames = [session.source.get_frame(i).copy() for i in range(N)]
     assert sorted(mattes) == [4, 5, 6]
-    out = export_video(path, mattes, tmp_path / "seq", "png")
+    out = export_video(path, mattes, tmp_path / "seq", "png", foreground="source")
     for i in range(N):
         rgba = np.asarray(Image.open(out / frame_name(i)))
         np.testing.assert_array_equal(rgba[..., :3], frames[i], err_msg=f"frame {i}")

@@ -618,3 +618,32 @@ def test_token_production_mode_and_expiry(tiny_model, shared_videos, tmp_path) -
         assert gone["errors"][0]["extensions"]["code"] == "NOT_FOUND"
     finally:
         stop(s)
+
+
+def test_export_foreground_estimate_or_source(server: Server) -> None:
+    import io
+    import zipfile
+
+    from PIL import Image
+
+    sid = server.start("gallery/small.mp4")
+    server.click(sid, frame=0, obj=1)
+    _multipart(server.stream({"session_id": sid, "direction": "forward", "max_frames": 3}))
+    last = {}
+    for mode in ("source", None, "estimate"):
+        options = {"sessionId": sid, "format": "png-zip"}
+        if mode is not None:
+            options["foreground"] = mode
+        job = server.data_of(EXPORT, {"input": options})["exportMatte"]
+        done = _wait_job(server, job["id"])
+        assert done["status"] == "done", done
+        with zipfile.ZipFile(io.BytesIO(requests.get(done["url"], timeout=30).content)) as z:
+            last[mode] = np.asarray(Image.open(io.BytesIO(z.read(sorted(z.namelist())[-1]))))
+    alpha = last["source"][..., 3]
+    hard = (alpha == 0) | (alpha == 255)
+    assert np.array_equal(last[None], last["estimate"])  # estimate is the default
+    assert np.array_equal(last["source"][hard], last["estimate"][hard])
+    bad = server.gql(EXPORT, {"input": {"sessionId": sid, "format": "prores", "foreground": "x"}})
+    assert bad["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "foreground must be one of" in bad["errors"][0]["message"]
+    server.data_of(CLOSE, {"input": {"sessionId": sid}})

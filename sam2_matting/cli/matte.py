@@ -9,8 +9,10 @@ Prompts belong to the latest ``--object`` (default 1) and ``--frame`` (default 0
 ``--point X,Y[,LABEL]`` (label 1 positive, 0 negative), ``--box X0,Y0,X1,Y1`` and ``--mask PNG``
 (white = inside) are in pixels, or fractions of the frame with ``--normalized``. Several objects
 are exported as one matte (their union) unless ``--export-object`` picks some. With several
-formats ``--out`` is a base name and each format adds its extension. The model options are the
-ones of ``evaluate`` and ``serve``.
+formats ``--out`` is a base name and each format adds its extension. ``--foreground estimate``
+(the default) writes the object's own colour, estimated from the frame and the matte, where the
+matte is semi-transparent; ``source`` keeps the source pixel there (old background included).
+The model options are the ones of ``evaluate`` and ``serve``.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ def register(sub: Any) -> None:
         description=__doc__.split("\n\n", 2)[2] if __doc__ else None,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    from sam2_matting.export.foreground import DEFAULT_FOREGROUND, FOREGROUND_MODES
     from sam2_matting.export.formats import EXPORT_FORMATS
 
     p.add_argument("input", help="video file (mp4, mov, webm, mkv, ...) or a folder of frames")
@@ -99,6 +102,13 @@ def register(sub: Any) -> None:
     )
     out.add_argument("--premultiplied", action="store_true", help="premultiplied alpha")
     out.add_argument(
+        "--foreground",
+        metavar=value_set(FOREGROUND_MODES),
+        default=DEFAULT_FOREGROUND,
+        help="colour where 0 < alpha < 255: the estimated object colour or the source pixel "
+        f"(default: {DEFAULT_FOREGROUND}; ignored by the alpha format)",
+    )
+    out.add_argument(
         "--export-object",
         metavar="ID",
         type=int,
@@ -122,10 +132,15 @@ def register(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from sam2_matting.export import get_format
+    from sam2_matting.export.foreground import parse_foreground
 
     formats = [get_format(f.strip()) for f in str(args.format).split(",") if f.strip()]
     if not formats:
         raise InvalidInputError("--format needs at least one format")
+    try:
+        args.foreground = parse_foreground(args.foreground)
+    except InvalidInputError as err:
+        raise InvalidInputError(f"--{err}") from None
     if not args.prompts:
         raise InvalidInputError("give at least one --point, --box or --mask")
     source = Path(args.input)
@@ -249,6 +264,7 @@ def _write(source: Path, mattes: dict[int, dict], fmt: Any, out: Path, args: Any
             background=args.background if fmt.name == "composite" else None,
             premultiplied=args.premultiplied,
             progress=progress,
+            foreground=args.foreground,
         )
 
 

@@ -23,6 +23,11 @@ asks for ``premultiplied=True``. ``foreground`` is the "fgr" output of matting t
 with ``alpha`` ("pha"): straight, it is the source colour wherever alpha > 0 and black where
 alpha is 0, so ``fgr * pha + background * (1 - pha)`` composites it; premultiplied, it is
 ``colour * alpha`` and ``fgr + background * (1 - pha)`` composites it.
+
+The colour of semi-transparent pixels (0 < alpha < 255) in every format but ``alpha`` is, by
+default, the object's colour estimated from the frame and the matte (``foreground="estimate"``,
+:mod:`~sam2_matting.export.foreground`), so no old background spills into a composite;
+``foreground="source"`` keeps the source pixel. Opaque and transparent pixels are the source's.
 """
 
 from __future__ import annotations
@@ -56,6 +61,12 @@ class ExportFormat:
     premultipliable: bool
     audio: bool
     video_codec: str
+
+    @property
+    def carries_colour(self) -> bool:
+        """Whether the output holds the object's colour (all but ``alpha``), and so takes
+        ``foreground`` (:mod:`~sam2_matting.export.foreground`)."""
+        return self.name != "alpha"
 
 
 _FORMATS = (

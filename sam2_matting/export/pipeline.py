@@ -37,6 +37,7 @@ import numpy as np
 
 from sam2_matting.errors import CancelledError, FrameIndexError, InvalidInputError, VideoError
 from sam2_matting.export.background import BackgroundSpec, BackgroundSpecLike, parse_background
+from sam2_matting.export.foreground import parse_foreground
 from sam2_matting.export.formats import ExportFormat, get_format
 from sam2_matting.export.video_writer import VideoWriter
 from sam2_matting.export.writers import ExportWriter, PngSequenceWriter, PngZipWriter
@@ -71,6 +72,7 @@ def open_writer(
     premultiplied: bool = False,
     background: BackgroundSpecLike | BackgroundSpec = None,
     audio: Any = None,
+    foreground: str | None = None,
 ) -> ExportWriter:
     """A streaming writer for ``fmt`` (see :mod:`~sam2_matting.export.writers`).
 
@@ -78,14 +80,36 @@ def open_writer(
     ``fps`` the frame rate; ``time_base`` the unit of the pts you pass (default ``1/fps``);
     ``premultiplied`` for the formats that take it; ``background`` for ``composite`` only;
     ``audio`` an ``av.AudioStream`` of an open input whose packets you pass to
-    :meth:`~ExportWriter.write_audio` (ignored by the PNG formats).
+    :meth:`~ExportWriter.write_audio` (ignored by the PNG formats); ``foreground``
+    ``"estimate"`` (None: the default) or ``"source"``, see :func:`export_video`.
     """
     spec = get_format(fmt)
     _check_options(spec, premultiplied, background)
+    mode = parse_foreground(foreground)
+    writer: ExportWriter
     if spec.name == "png":
-        return PngSequenceWriter(spec, out_path, width, height, premultiplied=premultiplied)
-    if spec.name == "png-zip":
-        return PngZipWriter(spec, out_path, width, height, premultiplied=premultiplied)
+        writer = PngSequenceWriter(spec, out_path, width, height, premultiplied=premultiplied)
+    elif spec.name == "png-zip":
+        writer = PngZipWriter(spec, out_path, width, height, premultiplied=premultiplied)
+    else:
+        writer = _video_writer(
+            spec, out_path, width, height, fps, time_base, premultiplied, background, audio
+        )
+    writer.foreground = mode
+    return writer
+
+
+def _video_writer(
+    spec: ExportFormat,
+    out_path: str | Path,
+    width: int,
+    height: int,
+    fps: float | Fraction,
+    time_base: Fraction | None,
+    premultiplied: bool,
+    background: BackgroundSpecLike | BackgroundSpec,
+    audio: Any,
+) -> VideoWriter:
     bg = parse_background(background) if spec.name == "composite" else None
     return VideoWriter(
         spec,
@@ -112,6 +136,7 @@ def export_video(
     audio: bool = True,
     cancel: Cancellable | threading.Event | None = None,
     progress: ProgressCallback | None = None,
+    foreground: str | None = None,
 ) -> Path:
     """Write ``source_path`` with its ``mattes`` as ``fmt`` to ``out_path``; returns the path.
 
@@ -126,7 +151,10 @@ def export_video(
     the source audio would no longer match, leaves the audio out. ``audio=False`` leaves it
     out too. ``cancel``: checked before every frame (``.cancelled`` or, for a
     ``threading.Event``, ``.is_set()``). ``progress(done, total)``: called after every frame,
-    ``total`` being the source's frame count.
+    ``total`` being the source's frame count. ``foreground``: the colour of semi-transparent
+    pixels (0 < alpha < 255) in every format but ``alpha``: ``"estimate"`` (None: the default)
+    the object's own colour estimated from the frame and the matte, ``"source"`` the source
+    pixel (see :mod:`~sam2_matting.export.foreground`); other pixels are the source's either way.
 
     The output is written under a temporary name and renamed onto ``out_path`` at the end; on
     cancel (:class:`~sam2_matting.errors.CancelledError`) or any error the temporary output is
@@ -136,6 +164,7 @@ def export_video(
     """
     spec = get_format(fmt)
     _check_options(spec, premultiplied, background)
+    mode = parse_foreground(foreground)
     bg = parse_background(background) if spec.name == "composite" else None
     rate = _parse_fps(fps) if fps is not None else None
     source = Path(source_path)
@@ -176,6 +205,7 @@ def export_video(
                     premultiplied=premultiplied,
                     background=bg,
                     audio=reader.audio_stream,
+                    foreground=mode,
                 )
                 for queued in pending_audio:
                     writer.write_audio(queued)

@@ -38,6 +38,7 @@ import av
 import numpy as np
 
 from sam2_matting.errors import InvalidInputError, VideoError
+from sam2_matting.export.foreground import DEFAULT_FOREGROUND, foreground_colour
 from sam2_matting.export.formats import ExportFormat
 from sam2_matting.export.render import rgba
 
@@ -60,9 +61,13 @@ class ExportWriter:
 
     Attributes: ``format`` (:class:`ExportFormat`), ``path`` (the final output),
     ``temp_path`` (where it is written until :meth:`close`), ``width``/``height`` (of the
-    frames passed to :meth:`write`), ``frames_written``. Use it as a context manager, or call
+    frames passed to :meth:`write`), ``frames_written``, ``foreground`` (``"estimate"`` or
+    ``"source"``: the colour written where 0 < alpha < 255, for the formats that carry colour;
+    see :mod:`~sam2_matting.export.foreground`). Use it as a context manager, or call
     :meth:`close` at the end and :meth:`abort` on failure.
     """
+
+    foreground: str = DEFAULT_FOREGROUND
 
     def __init__(self, fmt: ExportFormat, path: str | Path, width: int, height: int) -> None:
         for name, value in (("width", width), ("height", height)):
@@ -114,6 +119,8 @@ class ExportWriter:
                 f"alpha must be uint8 ({self.height}, {self.width}), "
                 f"got {alpha.dtype} {alpha.shape}"
             )
+        if self.format.carries_colour:
+            rgb = foreground_colour(rgb, alpha, self.foreground)
         self._write(rgb, alpha, self.frames_written if index is None else index, pts)
         self.frames_written += 1
 
