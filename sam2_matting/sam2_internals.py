@@ -37,6 +37,7 @@ import torch
 __all__ = [
     "SAM2_PINNED",
     "STATE_KEYS",
+    "click_lacks_memory",
     "frames_from",
     "install_cpu_connected_components",
     "non_cond_outputs",
@@ -208,6 +209,21 @@ def objects_without_prompts(state: dict[str, Any]) -> list[int]:
         if not cond and not pending:
             out.append(obj_id)
     return out
+
+
+def click_lacks_memory(state: dict[str, Any], obj_id: int, frame: int) -> bool:
+    """Whether SAM 2 would fail an assertion on a click (points or box) on ``frame``.
+
+    A click on a frame the object was tracked on is decoded with the object's memory, which
+    SAM 2 asserts holds at least one merged conditioning frame
+    (``_prepare_memory_conditioned_features``). Clearing the object's prompts can leave it
+    tracked but with none merged (a newer prompt waits in the temporary outputs until the next
+    propagation).
+    """
+    idx = state["obj_id_to_idx"].get(obj_id)
+    if idx is None or frame not in state["frames_tracked_per_obj"][idx]:
+        return False
+    return not state["output_dict_per_obj"][idx]["cond_frame_outputs"]
 
 
 def tracked_frames(state: dict[str, Any]) -> list[set[int]]:

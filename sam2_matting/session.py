@@ -158,7 +158,8 @@ class MattingSession:
         return self._prompt(
             frame_index,
             object_id,
-            lambda: self.model.add_new_points_or_box(
+            click=True,
+            call=lambda: self.model.add_new_points_or_box(
                 self.state,
                 frame_idx=frame_index,
                 obj_id=object_id,
@@ -188,7 +189,8 @@ class MattingSession:
         return self._prompt(
             frame_index,
             object_id,
-            lambda: self.model.add_new_points_or_box(
+            click=True,
+            call=lambda: self.model.add_new_points_or_box(
                 self.state,
                 frame_idx=frame_index,
                 obj_id=object_id,
@@ -218,7 +220,7 @@ class MattingSession:
         return self._prompt(
             frame_index,
             object_id,
-            lambda: self.model.add_new_mask(self.state, frame_index, object_id, tensor),
+            call=lambda: self.model.add_new_mask(self.state, frame_index, object_id, tensor),
         )
 
     def clear_points_in_frame(self, frame_index: int, object_id: int) -> FrameMattes:
@@ -359,13 +361,21 @@ class MattingSession:
                 )
             )
 
-    def _prompt(self, frame_index: int, object_id: int, call: Any) -> FrameMattes:
+    def _prompt(
+        self, frame_index: int, object_id: int, *, call: Any, click: bool = False
+    ) -> FrameMattes:
         self._check_frame(frame_index)
         self._check_object_id(object_id)
         with self._lock, self._model_context():
             self._check_idle()
             if object_id not in self.object_ids and len(self.object_ids) >= self.max_objects:
                 raise InvalidInputError(f"at most {self.max_objects} objects per session")
+            if click and internals.click_lacks_memory(self.state, object_id, frame_index):
+                raise InvalidInputError(
+                    f"object {object_id} was tracked from prompts that are now cleared: "
+                    "propagate from its remaining prompts first, or remove the object and "
+                    "prompt it again"
+                )
             return self._result(*call())
 
     def _result(self, frame_idx: int, obj_ids: Sequence[int], masks: torch.Tensor) -> FrameMattes:

@@ -123,6 +123,23 @@ REGRESSIONS: dict[str, list[Op]] = {
         ClearFrame(4, 2),
         Propagate(None, "forward", None, None),
     ],
+    # A click on a tracked frame is decoded with the object's memory; SAM 2 asserts it holds a
+    # merged prompt, and clearing the only one left the service answering INTERNAL.
+    "click on a tracked frame after its only prompt was cleared": [
+        AddPoints(0, 1, ((15.0, 20.0),), (1,)),
+        Propagate(None, "forward", None, None),
+        ClearFrame(0, 1),
+        AddPoints(3, 1, ((20.0, 20.0),), (1,)),
+    ],
+    "correction, then its base prompt cleared, then another click": [
+        AddPoints(0, 1, ((15.0, 20.0),), (1,)),
+        Propagate(None, "forward", None, None),
+        AddPoints(3, 1, ((20.0, 20.0),), (1,)),
+        ClearFrame(0, 1),
+        AddPoints(5, 1, ((20.0, 20.0),), (1,)),
+        Propagate(3, "both", None, None),
+        AddPoints(5, 1, ((22.0, 20.0),), (1,)),
+    ],
     "edit after tracking, cancel, propagate again": [
         AddPoints(0, 1, ((15.0, 20.0),), (1,)),
         Propagate(None, "forward", None, 4),
