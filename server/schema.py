@@ -55,7 +55,7 @@ from server.schema_types import (
     Video,
     mask_list,
 )
-from server.sessions import SessionEntry, SessionStore
+from server.sessions import EncodedFrame, SessionEntry, SessionStore
 
 MAX_FRAMES_PER_QUERY = 1000
 log = logging.getLogger(__name__)
@@ -114,8 +114,8 @@ def _background(ctx: AppContext, text: str | None) -> Any:
     return BackgroundSpec("colour", colour=parse_colour(text))
 
 
-def _results(entry: SessionEntry, results: Iterable[Any]) -> list[RLEMaskListOnFrame]:
-    return [mask_list(r.frame_index, entry.store(r)) for r in results]
+def _frame(frame: EncodedFrame) -> RLEMaskListOnFrame:
+    return mask_list(frame.frame_index, frame.mattes)
 
 
 @strawberry.type
@@ -259,31 +259,31 @@ class Mutation:
     @guarded
     def add_points(self, info: strawberry.Info, input: AddPointsInput) -> RLEMaskListOnFrame:
         entry = _session(info, input.session_id)
-        result = entry.session.add_points(
-            input.frame_index,
-            input.object_id,
-            input.points,
-            input.labels,
-            normalized=True,
-            clear_old_points=input.clear_old_points,
+        return _frame(
+            entry.add_points(
+                input.frame_index,
+                input.object_id,
+                input.points,
+                input.labels,
+                normalized=True,
+                clear_old_points=input.clear_old_points,
+            )
         )
-        entry.invalidate()
-        return _results(entry, [result])[0]
 
     @strawberry.mutation(description="Prompt with a box (normalised x0, y0, x1, y1).")
     @guarded
     def add_box(self, info: strawberry.Info, input: AddBoxInput) -> RLEMaskListOnFrame:
         entry = _session(info, input.session_id)
-        result = entry.session.add_box(
-            input.frame_index,
-            input.object_id,
-            input.box,
-            points=input.points,
-            labels=input.labels,
-            normalized=True,
+        return _frame(
+            entry.add_box(
+                input.frame_index,
+                input.object_id,
+                input.box,
+                points=input.points,
+                labels=input.labels,
+                normalized=True,
+            )
         )
-        entry.invalidate()
-        return _results(entry, [result])[0]
 
     @strawberry.mutation(description="Prompt with a mask: a matte (alpha >= 128) or COCO RLE.")
     @guarded
@@ -307,9 +307,7 @@ class Mutation:
                 {"size": input.rle_mask.size, "counts": input.rle_mask.counts}
             )
             mask = np.where(mask > 0, 255, 0).astype(np.uint8)
-        result = s.add_mask(input.frame_index, input.object_id, mask)
-        entry.invalidate()
-        return _results(entry, [result])[0]
+        return _frame(entry.add_mask(input.frame_index, input.object_id, mask))
 
     @strawberry.mutation
     @guarded
@@ -317,18 +315,14 @@ class Mutation:
         self, info: strawberry.Info, input: ClearPointsInFrameInput
     ) -> RLEMaskListOnFrame:
         entry = _session(info, input.session_id)
-        result = entry.session.clear_points_in_frame(input.frame_index, input.object_id)
-        entry.invalidate()
-        return _results(entry, [result])[0]
+        return _frame(entry.clear_frame(input.frame_index, input.object_id))
 
     @strawberry.mutation
     @guarded
     def clear_points_in_video(
         self, info: strawberry.Info, input: ClearPointsInVideoInput
     ) -> ClearPointsInVideo:
-        entry = _session(info, input.session_id)
-        entry.session.clear_points_in_video()
-        entry.invalidate()
+        _session(info, input.session_id).clear_video()
         return ClearPointsInVideo(success=True)
 
     @strawberry.mutation
@@ -337,11 +331,7 @@ class Mutation:
         self, info: strawberry.Info, input: RemoveObjectInput
     ) -> list[RLEMaskListOnFrame]:
         entry = _session(info, input.session_id)
-        if input.object_id not in entry.session.object_ids:
-            return []  # as the demo: an unknown id changes nothing
-        results = entry.session.remove_object(input.object_id)
-        entry.invalidate()
-        return _results(entry, results)
+        return [_frame(f) for f in entry.remove_object(input.object_id)]
 
     @strawberry.mutation
     @guarded

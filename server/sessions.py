@@ -2,9 +2,15 @@
 
 One :class:`SessionEntry` per ``startSession``. It owns the :class:`MattingSession`, the video
 record, the mattes already computed (so clients can fetch them again without recomputing) and
-the cancel tokens of its running streams. The store enforces ``max_sessions`` (``BusyError``),
-expires sessions idle for ``ttl`` seconds, and frees a session's memory at once on close, even
-while one of its streams runs (the stream stops at its next frame).
+the cancel tokens of its running streams. Prompts go through the entry's verbs
+(:meth:`~SessionEntry.add_points`, ``add_box``, ``add_mask``, ``clear_frame``, ``clear_video``,
+``remove_object``): each changes the session, drops the mattes the change made stale and caches
+the fresh ones, all under the entry's lock, so no caller can forget a step and serve stale
+mattes; readers (``cached``, ``snapshot``) take the same lock.
+
+The store enforces ``max_sessions`` (``BusyError``), expires sessions idle for ``ttl`` seconds,
+and frees a session's memory at once on close, even while one of its streams runs (the stream
+stops at its next frame).
 
 With per-client tokens a session belongs to the client (``owner``) that started it: another
 client's id is answered as unknown (``NotFoundError``), so ids neither work nor leak across
@@ -18,9 +24,11 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from sam2_matting.codec import encode_coco_binary, encode_matte
 from sam2_matting.errors import BusyError, NotFoundError, SessionBusyError
@@ -38,6 +46,14 @@ class EncodedMatte:
     object_id: int
     mask: dict[str, Any]  # binary COCO RLE {size, counts}: alpha >= 128
     alpha: dict[str, Any]  # the 0-255 matte in the codec's format
+
+
+@dataclass(frozen=True)
+class EncodedFrame:
+    """The encoded mattes of every object on one frame, as a prompt returns them."""
+
+    frame_index: int
+    mattes: list[EncodedMatte]
 
 
 def encode_frame(result: FrameMattes) -> list[EncodedMatte]:
@@ -84,20 +100,91 @@ class SessionEntry:
     def streaming(self) -> bool:
         return bool(self._streams)
 
+    # -- prompts: change the session, drop what it made stale, encode the fresh results ----
+    # Every change of prompts goes through :meth:`_apply`, under the entry's lock: the
+    # cached (propagated) mattes are dropped and the frames SAM 2 recomputed are cached.
+    def add_points(
+        self,
+        frame_index: int,
+        object_id: int,
+        points: Sequence[Sequence[float]],
+        labels: Sequence[int],
+        *,
+        normalized: bool = True,
+        clear_old_points: bool = True,
+    ) -> EncodedFrame:
+        """Click points on a frame (see :meth:`MattingSession.add_points`); the service's
+        coordinates are fractions of the width and height (``normalized``)."""
+        return self._apply_one(
+            lambda s: s.add_points(
+                frame_index,
+                object_id,
+                points,
+                labels,
+                normalized=normalized,
+                clear_old_points=clear_old_points,
+            )
+        )
+
+    def add_box(
+        self,
+        frame_index: int,
+        object_id: int,
+        box: Sequence[float],
+        *,
+        points: Sequence[Sequence[float]] | None = None,
+        labels: Sequence[int] | None = None,
+        normalized: bool = True,
+    ) -> EncodedFrame:
+        """Prompt with a box, optionally plus points (see :meth:`MattingSession.add_box`)."""
+        return self._apply_one(
+            lambda s: s.add_box(
+                frame_index, object_id, box, points=points, labels=labels, normalized=normalized
+            )
+        )
+
+    def add_mask(self, frame_index: int, object_id: int, mask: np.ndarray) -> EncodedFrame:
+        """Prompt with a mask of the video's size (see :meth:`MattingSession.add_mask`)."""
+        return self._apply_one(lambda s: s.add_mask(frame_index, object_id, mask))
+
+    def clear_frame(self, frame_index: int, object_id: int) -> EncodedFrame:
+        """Remove the object's prompts on one frame; every object's mattes there."""
+        return self._apply_one(lambda s: s.clear_points_in_frame(frame_index, object_id))
+
+    def clear_video(self) -> None:
+        """Remove every prompt and object."""
+        self._apply(lambda s: s.clear_points_in_video())
+
+    def remove_object(self, object_id: int) -> list[EncodedFrame]:
+        """Remove an object; the recomputed mattes of frames that still hold prompts. An
+        unknown id changes nothing (as the SAM 2 demo) and returns no frames."""
+        with self.lock:
+            if object_id not in self.session.object_ids:
+                return []
+            return self._apply(lambda s: s.remove_object(object_id))
+
+    def _apply_one(self, change: Callable[[MattingSession], FrameMattes]) -> EncodedFrame:
+        (frame,) = self._apply(change)
+        return frame
+
+    def _apply(self, change: Callable[[MattingSession], Any]) -> list[EncodedFrame]:
+        """Run ``change`` on the session; on success drop the stale mattes and cache the
+        fresh ones it returned (a :class:`FrameMattes`, a list of them, or None)."""
+        with self.lock:
+            result = change(self.session)
+            if result is None:
+                result = []
+            fresh = [result] if isinstance(result, FrameMattes) else result
+            self.mattes.clear()
+            return [EncodedFrame(r.frame_index, self.encode_and_cache(r)) for r in fresh]
+
     # -- mattes cache ------------------------------------------------------------------
-    def store(self, result: FrameMattes) -> list[EncodedMatte]:
-        """Encode and remember one frame's mattes; returns them."""
+    def encode_and_cache(self, result: FrameMattes) -> list[EncodedMatte]:
+        """Encode one frame's mattes and remember them (for ``mattes`` and exports)."""
         encoded = encode_frame(result)
         with self.lock:
             self.mattes[result.frame_index] = {m.object_id: m for m in encoded}
         return encoded
-
-    def invalidate(self, keep: Iterable[FrameMattes] = ()) -> None:
-        """Prompts changed: propagated mattes are stale; keep the fresh click results."""
-        with self.lock:
-            self.mattes.clear()
-        for result in keep:
-            self.store(result)
 
     def cached(
         self, frames: Iterable[int], object_ids: Iterable[int] | None = None
@@ -117,6 +204,16 @@ class SessionEntry:
     def cached_frames(self) -> list[int]:
         with self.lock:
             return sorted(self.mattes)
+
+    def snapshot(self) -> dict[int, dict[int, EncodedMatte]]:
+        """A consistent copy of the cached mattes (frame -> object id -> matte), taken under
+        the lock: later prompts do not change it (the mattes themselves are immutable)."""
+        with self.lock:
+            return {f: dict(per_obj) for f, per_obj in self.mattes.items()}
+
+    def forget_mattes(self) -> None:
+        with self.lock:
+            self.mattes.clear()
 
     # -- streams and cancellation --------------------------------------------------------
     def begin_stream(self) -> tuple[CancelToken, int]:
@@ -266,8 +363,7 @@ class SessionStore:
         entry.closed = True
         entry.cancel_streams(reason)
         entry.session.close()  # waits for the current frame, then frees the state
-        with entry.lock:
-            entry.mattes.clear()
+        entry.forget_mattes()
         for callback in self.on_close:
             callback(session_id)
         log.info("session %s closed", session_id)

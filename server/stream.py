@@ -175,7 +175,7 @@ def _generate(
             token.cancel()  # a cancel that came between the request and the first frame
         tick = time.perf_counter()
         for result in frames:
-            mattes = entry.store(result)
+            mattes = entry.encode_and_cache(result)
             done += 1
             now = time.perf_counter()
             metrics.frames.inc()

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from sam2_matting.predictor import MattingPredictor
+    from sam2_matting.tiny import TinyModelFiles
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_VIDEOS = REPO.parent / "shared" / "data" / "videos"
@@ -25,8 +30,41 @@ def bedroom_video(shared_videos: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def tiny_model(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+def small_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 10-frame 80x48 H.264 clip made here (a disc moving over a gradient): sessions on it
+    prompt, propagate and encode in a fraction of a second."""
+    import av
+    import numpy as np
+
+    path = tmp_path_factory.mktemp("small-clip") / "clip.mp4"
+    yy, xx = np.mgrid[0:48, 0:80]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 80, 48, "yuv420p"
+        for i in range(10):
+            img = np.zeros((48, 80, 3), np.uint8)
+            img[..., 2] = (xx * 3).astype(np.uint8)
+            img[(xx - 15 - 4 * i) ** 2 + (yy - 20) ** 2 <= 81] = (230, 40, 40)
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+        out.mux(stream.encode(None))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TinyModelFiles:
     """The tiny RANDOM-weight SAM 2.1 model (config + official-format checkpoint), seed 0."""
     from sam2_matting.tiny import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("tiny-model"), seed=0)
+
+
+@pytest.fixture(scope="module")
+def predictor(tiny_model: TinyModelFiles) -> MattingPredictor:
+    """A matting predictor on the tiny model, on the CPU (one per test module: sessions of a
+    module share it, modules do not)."""
+    import torch
+
+    from sam2_matting.predictor import build_matting_predictor
+
+    torch.manual_seed(0)
+    return build_matting_predictor(tiny_model.config, tiny_model.checkpoint, device="cpu")
