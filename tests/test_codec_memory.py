@@ -76,10 +76,11 @@ def test_expected_shape_refuses_before_inflating_anything() -> None:
 def test_add_mask_checks_the_size_against_the_video_first(  # type: ignore[no-untyped-def]
     tiny_model, shared_videos, tmp_path: Path
 ) -> None:
+    from service import write_clip
+
     from sam2_matting.predictor import build_matting_predictor
     from server.app import create_app
     from server.config import Settings
-    from tests.test_server_e2e import write_clip
 
     gallery = tmp_path / "gallery"
     gallery.mkdir()

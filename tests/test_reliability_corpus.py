@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from reliability import assert_clean_error, files_under, rss_mib, upload, worker_pid
-from test_server_e2e import CLOSE, Server, launch, stop
+from service import CLOSE, Server, launch, stop
 
 from sam2_matting.video import open_video
 

@@ -24,12 +24,12 @@ import requests
 import torch
 from reliability import files_under, rss_mib, upload, worker_pid
 from savi_stream import parse_savi_stream
-from test_server_e2e import (
+from service import (
     CANCEL,
     CLOSE,
     SESSION,
     Server,
-    _free_port,
+    free_port,
     launch,
     stop,
     write_clip,
@@ -384,7 +384,7 @@ def test_bad_weights_at_start_up_give_one_clear_line_and_a_non_zero_exit(
     for name, extra in _bad_starts(tiny_model, tmp_path).items():
         cmd = [
             sys.executable, "-m", "sam2_matting", "serve", "--config", str(tiny_model.config),
-            "--host", "127.0.0.1", "--port", str(_free_port()), *extra,
+            "--host", "127.0.0.1", "--port", str(free_port()), *extra,
         ]  # fmt: skip
         procs[name] = subprocess.Popen(
             cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

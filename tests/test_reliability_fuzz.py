@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from reliability import KNOWN_CODES, assert_clean_error, files_under, upload, worker_pid
 from schemathesis import GenerationMode
 from schemathesis.graphql import nodes
-from test_server_e2e import (
+from service import (
     ADD_POINTS,
     CANCEL,
     CLEAR_FRAME,

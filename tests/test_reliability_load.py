@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_server_e2e import Server, launch, stop
+from service import Server, launch, stop
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from load_test import parser, percentile, run_load

@@ -17,7 +17,7 @@ import pytest
 import requests
 from reliability import rss_mib, worker_pid
 from savi_stream import parse_savi_stream
-from test_server_e2e import CLOSE, MATTES, Server, launch, stop
+from service import CLOSE, MATTES, Server, launch, stop
 
 VIDEOS = ("gallery/small.mp4", "gallery/bedroom.mp4", "gallery/dog.mp4")
 WARM_UP = 6

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from savi_stream import parse_savi_stream
 
 from sam2_matting.errors import BusyError, NotFoundError, SessionBusyError
 from sam2_matting.predictor import build_matting_predictor
+from sam2_matting.session import FrameMattes
 from server.config import Settings
 from server.metrics import create_metrics
 from server.sessions import SessionStore
@@ -131,6 +133,28 @@ def test_an_error_after_the_headers_ends_with_an_error_part(store, bedroom_video
     error = json.loads(parts[1].body)
     assert error["error"]["code"] == "INTERNAL" and "secret" not in parts[1].body.decode()
     assert not entry.streaming
+
+
+def test_a_failing_propagation_cleanup_is_logged_not_raised(store, bedroom_video, caplog) -> None:
+    """Closing the body (a client gone, or gunicorn's close after the last part) must not
+    raise even if stopping SAM 2's generator does: the session is freed for the next stream."""
+    entry = store.create(Record("gallery/bedroom.mp4", bedroom_video))
+    result = entry.session.add_points(0, 1, [[300, 200]], [1])
+
+    def frames() -> Iterator[FrameMattes]:
+        try:
+            yield result
+            yield result
+        finally:
+            raise RuntimeError("cleanup failed")
+
+    token, epoch = entry.begin_stream()
+    gen = _generate(entry, frames(), token, epoch, 2, None, False, create_metrics(store))
+    next(gen)
+    gen.close()  # what the server does when the client disconnects
+    assert not entry.streaming
+    assert "stopping the propagation failed" in caplog.text
+    entry.end_stream(entry.begin_stream()[0])  # the next stream is accepted
 
 
 def test_part_framing_is_byte_exact() -> None:
