@@ -1,13 +1,18 @@
-"""Shared fixtures: the real videos in ../shared/data/videos and a scratch folder."""
+"""Shared fixtures: the real videos in ../shared/data/videos, a small clip, the tiny model, and
+(as in Flask's tutorial) ``predictor``, ``app`` and ``client``: the service in process."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
 if TYPE_CHECKING:
+    from flask import Flask
+    from flask.testing import FlaskClient
+
     from sam2_matting.predictor import MattingPredictor
     from sam2_matting.tiny import TinyModelFiles
 
@@ -68,3 +73,30 @@ def predictor(tiny_model: TinyModelFiles) -> MattingPredictor:
 
     torch.manual_seed(0)
     return build_matting_predictor(tiny_model.config, tiny_model.checkpoint, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def app(
+    predictor: MattingPredictor,
+    bedroom_video: Path,
+    small_clip: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Flask]:
+    """The service's Flask app in process with the tiny model (one per test module); its
+    gallery holds ``bedroom.mp4`` and ``clip.mp4`` (the small clip). A module that needs more
+    overrides it, e.g. ``def app(app): app.add_url_rule(...); return app``."""
+    from service import build_app, close_app
+
+    app = build_app(
+        predictor,
+        tmp_path_factory.mktemp("app"),
+        {"bedroom.mp4": bedroom_video, "clip.mp4": small_clip},
+    )
+    yield app
+    close_app(app)
+
+
+@pytest.fixture(scope="module")
+def client(app: Flask) -> FlaskClient:
+    """Flask's test client on ``app``."""
+    return app.test_client()

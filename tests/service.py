@@ -1,24 +1,32 @@
-"""The running service for tests: ``launch`` starts the real CLI (``sam2-matting serve``, so
-gunicorn) on a free port with the tiny model, ``Server`` talks to it, ``stop`` ends it and
-returns its log. The GraphQL documents are the ones the stock SAM 2 demo frontend sends
-(anchor doc, 1.5). Not a test module: the e2e and reliability suites import it.
+"""The service for tests, two ways. In process: ``build_app`` builds the Flask app as
+``create_app`` does for gunicorn (the tiny model, a gallery folder of its own), ``close_app``
+stops its threads; ``tests/conftest.py`` serves it as the ``app`` and ``client`` fixtures. As a
+process: ``launch`` starts the real CLI (``sam2-matting serve``, so gunicorn) on a free port,
+``Server`` talks to it, ``stop`` ends it and returns its log. The GraphQL documents are the ones
+the stock SAM 2 demo frontend sends (anchor doc, 1.5). Not a test module: the suites import it.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
 
 from sam2_matting.tiny import TinyModelFiles
+
+if TYPE_CHECKING:
+    from flask import Flask
+
+    from sam2_matting.predictor import MattingPredictor
 
 START = "mutation StartSession($input: StartSessionInput!) { startSession(input: $input) { sessionId } }"
 CLOSE = (
@@ -186,3 +194,33 @@ def stop(server: Server) -> str:
     text = server.log_path.read_text()
     assert "Traceback" not in text, text[-4000:]
     return text
+
+
+def build_app(
+    predictor: MattingPredictor,
+    root: Path,
+    gallery: dict[str, Path] | None = None,
+    **settings: Any,
+) -> Flask:
+    """The app in process on ``root``: ``gallery`` (name -> video) is copied into its gallery
+    folder, its data goes beside it; ``settings`` override the defaults (on the CPU)."""
+    from server.app import create_app
+    from server.config import Settings
+
+    (root / "gallery").mkdir(parents=True)
+    for name, video in (gallery or {}).items():
+        shutil.copy(video, root / "gallery" / name)
+    options: dict[str, Any] = {
+        "data": str(root / "data"),
+        "gallery": str(root / "gallery"),
+        "device": "cpu",
+        **settings,
+    }
+    return create_app(Settings(**options), predictor)
+
+
+def close_app(app: Flask) -> None:
+    """Stop the app's export worker and session reaper and close its sessions."""
+    services = app.extensions["sam2_matting"]
+    services.exports.shutdown()
+    services.store.shutdown()

@@ -124,7 +124,9 @@ def test_click_stream_and_close(server: Server) -> None:
     ("direction", "start", "expected"),
     [("forward", 5, [5, 6, 7]), ("backward", 5, [5, 4, 3])],
 )
-def test_ndjson_stream_directions(server: Server, direction: str, start: int, expected) -> None:  # type: ignore[no-untyped-def]
+def test_ndjson_stream_directions(
+    server: Server, direction: str, start: int, expected: list[int]
+) -> None:
     sid = server.start()
     server.click(sid, frame=start)
     resp = server.stream(
@@ -231,7 +233,9 @@ def test_clear_remove_and_other_prompts(server: Server) -> None:
         ("{ defaultVideo { path " * 1 + "nosuchfield } }", None, "BAD_USER_INPUT"),
     ],
 )  # fmt: skip
-def test_bad_graphql_gets_coded_errors(server: Server, query, variables, code) -> None:  # type: ignore[no-untyped-def]
+def test_bad_graphql_gets_coded_errors(
+    server: Server, query: str, variables: dict[str, Any] | None, code: str | None
+) -> None:
     body = server.gql(query, variables)
     error = body["errors"][0]
     if code is None:

@@ -12,7 +12,7 @@ import pytest
 from savi_stream import parse_savi_stream
 
 from sam2_matting.errors import BusyError, NotFoundError, SessionBusyError
-from sam2_matting.predictor import build_matting_predictor
+from sam2_matting.predictor import MattingPredictor
 from sam2_matting.session import FrameMattes
 from server.config import Settings
 from server.metrics import create_metrics
@@ -34,13 +34,8 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(scope="module")
-def predictor(tiny_model):  # type: ignore[no-untyped-def]
-    return build_matting_predictor(tiny_model.config, tiny_model.checkpoint, device="cpu")
-
-
 @pytest.fixture
-def store(predictor):  # type: ignore[no-untyped-def]
+def store(predictor: MattingPredictor) -> Iterator[SessionStore]:
     clock = Clock()
     s = SessionStore(predictor, max_sessions=2, ttl=60, clock=clock)
     s.clock_ = clock  # type: ignore[attr-defined]
@@ -120,7 +115,7 @@ def test_an_error_after_the_headers_ends_with_an_error_part(store, bedroom_video
     entry = store.create(Record("gallery/bedroom.mp4", bedroom_video))
     result = entry.session.add_points(0, 1, [[300, 200]], [1])
 
-    def frames():  # type: ignore[no-untyped-def]
+    def frames() -> Iterator[FrameMattes]:
         yield result
         raise RuntimeError("boom: /secret/path")
 
@@ -176,7 +171,9 @@ def test_part_framing_is_byte_exact() -> None:
         (9, 10, "forward", 5, 1),
     ],
 )
-def test_frames_due(start, count, direction, max_frames, due) -> None:  # type: ignore[no-untyped-def]
+def test_frames_due(
+    start: int, count: int, direction: str, max_frames: int | None, due: int
+) -> None:
     assert frames_due(start, count, direction, max_frames) == due
 
 
