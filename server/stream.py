@@ -39,7 +39,8 @@ from flask import Flask, Response, g, request
 from sam2_matting.errors import BusyError, InvalidInputError, MattingError
 from sam2_matting.limits import check_direction, check_max_frames
 from server.errors import SHUTTING_DOWN, client_error, error_response
-from server.sessions import EncodedMatte, SessionEntry, SessionStore
+from server.session_entry import EncodedMatte, SessionEntry
+from server.sessions import SessionStore
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,10 @@ import strawberry
 from sam2_matting.codec import encode_matte
 from sam2_matting.predictor import MattingPredictor
 from server.config import Settings
-from server.schema import AppContext, build_schema
-from server.sessions import SessionEntry, SessionStore
+from server.schema import build_schema
+from server.schema_context import AppContext
+from server.session_entry import SessionEntry
+from server.sessions import SessionStore
 
 PROPAGATED = 5  # frames 0..4 are cached before each mutation
 
