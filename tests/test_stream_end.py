@@ -225,6 +225,10 @@ def test_chromium_sees_a_stream_read_to_its_end_as_finished(
             for _ in range(6):
                 assert page.evaluate(READ_WITH_A_READER, [session_id]) > 0
                 page.wait_for_timeout(300)  # let the request's outcome come in
+            for _ in range(100):  # on a busy machine the last outcomes may come later
+                if len(outcomes) >= 6:
+                    break
+                page.wait_for_timeout(100)
         finally:
             browser.close()
     assert outcomes == ["finished"] * 6
