@@ -26,7 +26,8 @@ from server.exports import ExportJobs
 from server.exports import init_app as init_exports
 from server.graphql_view import MattingGraphQLView
 from server.metrics import create_metrics
-from server.schema import AppContext, build_schema
+from server.schema import build_schema
+from server.schema_context import AppContext
 from server.sessions import SessionStore
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def create_app(
 ) -> Flask:
     """Build the app; loads the model (unless ``predictor`` is given) and scans the gallery."""
     from server.media import MediaLibrary
-    from server.media import init_app as init_media
+    from server.media_routes import init_app as init_media
 
     settings = settings or Settings.from_env()
     logging.basicConfig(

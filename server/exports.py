@@ -116,7 +116,8 @@ class ExportJobs:
         unknown = set(ids) - set(entry.session.object_ids)
         if unknown:
             raise InvalidInputError(f"unknown object ids: {sorted(unknown)}")
-        if not entry.cached_frames():
+        mattes = entry.snapshot()  # what the client sees now, whatever it clicks next
+        if not mattes:
             raise InvalidInputError("nothing to export yet: click and propagate first")
         if background is not None and spec.name != "composite":
             raise InvalidInputError("background applies to the composite format only")
@@ -129,7 +130,7 @@ class ExportJobs:
             )
             job.total = entry.session.frame_count
             self._jobs[job.id] = job
-        self._pool.submit(self._run, job, entry, background, premultiplied)
+        self._pool.submit(self._run, job, entry, mattes, background, premultiplied)
         return job
 
     def get(self, job_id: str, owner: str | None = None) -> ExportJob:
@@ -241,7 +242,14 @@ class ExportJobs:
             self._jobs.pop(job.id, None)
         shutil.rmtree(self.root / job.id, ignore_errors=True)
 
-    def _run(self, job: ExportJob, entry: Any, background: Any, premult: bool) -> None:
+    def _run(
+        self,
+        job: ExportJob,
+        entry: Any,
+        mattes: dict[int, dict[int, Any]],
+        background: Any,
+        premult: bool,
+    ) -> None:
         from sam2_matting.export import export_video
 
         if job.cancel.cancelled:
@@ -255,8 +263,8 @@ class ExportJobs:
         out = folder / f"{stem}_matte{spec.extension}"
 
         def frames() -> Iterator[tuple[int, np.ndarray]]:
-            for frame in entry.cached_frames():
-                alpha = union_alpha(entry.mattes.get(frame, {}), job.object_ids)
+            for frame in sorted(mattes):
+                alpha = union_alpha(mattes[frame], job.object_ids)
                 if alpha is not None:
                     yield frame, alpha
 

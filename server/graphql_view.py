@@ -26,7 +26,7 @@ from strawberry.flask.views import GraphQLView
 
 from sam2_matting.errors import InvalidInputError, MattingError
 from server.errors import BAD_USER_INPUT, code_for_status, error_response, json_error
-from server.schema import AppContext
+from server.schema_context import AppContext
 
 MAX_FILE_PATHS = 16  # paths in a multipart map; the schema takes one file per operation
 

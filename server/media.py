@@ -1,11 +1,12 @@
-"""The service's video library: the gallery, user uploads, posters, and the routes serving them.
+"""The service's video library: the gallery, user uploads and posters (served by
+:mod:`server.media_routes`).
 
     library = MediaLibrary(settings)                  # scans the gallery once, makes posters
     library.gallery()                                 # [VideoRecord, ...] sorted by name
     record = library.resolve("gallery/02_horse.mp4")  # or "uploads/<sha256>.mp4"
     record = library.ingest_upload(file, "clip.mov", start_time_sec=1.0, duration_time_sec=5.0)
     library.video_url(record), library.poster_url(record)   # Video.url / Video.posterUrl
-    init_app(app, library)                            # GET /gallery/… /posters/… /uploads/…
+    server.media_routes.init_app(app, library)        # GET /gallery/… /posters/… /uploads/…
 
 A client only ever names a video by an id the library handed out (``gallery/<file name>`` or
 ``uploads/<sha256>.mp4``, the SAM 2 demo's ``Video.path``). :meth:`MediaLibrary.resolve` maps it
@@ -28,14 +29,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import quote
 
-from flask import Blueprint, Flask, Response, request, send_file
-from werkzeug.exceptions import NotFound
-
 from sam2_matting.errors import InvalidInputError, MattingError, NotFoundError, VideoError
 from sam2_matting.video import open_video
 from server.config import Settings
-from server.errors import not_found
-from server.ranges import ignore_unusable_range
 from server.transcode import (
     OUTPUT_CRF,
     OUTPUT_MAX_SIDE,
@@ -47,28 +43,17 @@ from server.transcode import (
     write_poster,
 )
 
-__all__ = [
-    "GALLERY_EXTENSIONS",
-    "MediaLibrary",
-    "VideoRecord",
-    "init_app",
-    "media_blueprint",
-]
+__all__ = ["GALLERY_EXTENSIONS", "MediaLibrary", "VideoRecord"]
 
 log = logging.getLogger(__name__)
 
 # MP4-family only: the demo frontend demuxes in the browser with mp4box.
 GALLERY_EXTENSIONS = frozenset({".mp4", ".m4v", ".mov"})
-MIME_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime"}
 MAX_ID_LENGTH = 512
 STALE_TEMP_SECONDS = 3600.0
 UPLOAD_ID = re.compile(r"uploads/([0-9a-f]{64})\.mp4")
-UPLOAD_NAME = re.compile(r"[0-9a-f]{64}\.mp4")
-POSTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.jpg")
 # Gallery files are addressed by name in URLs and GraphQL ids: keep names plain and printable.
 PLAIN_NAME = re.compile(r"[^\x00-\x1f\x7f\\]+")
-CACHE_IMMUTABLE = 365 * 24 * 3600  # content-addressed files never change under their name
-CACHE_GALLERY = 300
 
 
 @dataclass(frozen=True)
@@ -357,53 +342,3 @@ def _upload_key(
 
 def _printable(name: str | None) -> str:
     return "".join(c if c.isprintable() else "?" for c in (name or ""))[:120]
-
-
-def media_blueprint(library: MediaLibrary) -> Blueprint:
-    """GET ``/gallery/<name>``, ``/posters/<name>``, ``/uploads/<name>`` for ``library``.
-
-    Files are sent with their MIME type, ETag and HTTP Range support (206 partial content,
-    416 or the whole file as ``server.ranges`` says).
-    Only names the library hands out are served; anything else, or a file that vanished,
-    is the service's JSON 404 (``NOT_FOUND``), never a 500.
-    """
-    bp = Blueprint("media", __name__)
-
-    @bp.get("/gallery/<path:name>")
-    def gallery_file(name: str) -> Response:
-        try:
-            record = library.resolve(f"gallery/{name}")
-        except MattingError:
-            return not_found()
-        mimetype = MIME_TYPES.get(record.file.suffix.lower(), "video/mp4")
-        return _send(record.file, mimetype, CACHE_GALLERY)
-
-    @bp.get("/posters/<path:name>")
-    def poster_file(name: str) -> Response:
-        if not POSTER_NAME.fullmatch(name):
-            return not_found()
-        return _send(library.posters_dir / name, "image/jpeg", CACHE_IMMUTABLE)
-
-    @bp.get("/uploads/<path:name>")
-    def upload_file(name: str) -> Response:
-        if not UPLOAD_NAME.fullmatch(name):
-            return not_found()
-        return _send(library.uploads_dir / name, "video/mp4", CACHE_IMMUTABLE)
-
-    return bp
-
-
-def init_app(app: Flask, library: MediaLibrary) -> None:
-    """Register the media routes on ``app``; the library is kept in
-    ``app.extensions["media_library"]``."""
-    app.extensions["media_library"] = library
-    app.register_blueprint(media_blueprint(library))
-
-
-def _send(path: Path, mimetype: str, max_age: int) -> Response:
-    ignore_unusable_range(request.environ)
-    try:
-        return send_file(path, mimetype=mimetype, conditional=True, etag=True, max_age=max_age)
-    except (OSError, NotFound):
-        # Gone between the check and the open (e.g. an operator cleaning up): still a 404.
-        return not_found()

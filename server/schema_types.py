@@ -14,7 +14,7 @@ import strawberry
 from strawberry import relay
 
 if TYPE_CHECKING:
-    from server.sessions import EncodedMatte
+    from server.session_entry import EncodedMatte
 
 
 @strawberry.type(description="Binary mask as COCO run-length encoding (column-major).")

@@ -1,8 +1,7 @@
 """The session store: live matting sessions with an idle expiry, a cap, and safe cancellation.
 
-One :class:`SessionEntry` per ``startSession``. It owns the :class:`MattingSession`, the video
-record, the mattes already computed (so clients can fetch them again without recomputing) and
-the cancel tokens of its running streams. The store enforces ``max_sessions`` (``BusyError``),
+One :class:`~server.session_entry.SessionEntry` per ``startSession`` (see there for what an
+entry holds and how prompts change it). The store enforces ``max_sessions`` (``BusyError``),
 expires sessions idle for ``ttl`` seconds, and frees a session's memory at once on close, even
 while one of its streams runs (the stream stops at its next frame).
 
@@ -18,136 +17,15 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
-from sam2_matting.codec import encode_coco_binary, encode_matte
-from sam2_matting.errors import BusyError, NotFoundError, SessionBusyError
+from sam2_matting.errors import BusyError, NotFoundError
 from sam2_matting.limits import DEFAULT_MAX_OBJECTS
-from sam2_matting.predictor import CancelToken, MattingPredictor
-from sam2_matting.session import FrameMattes, MattingSession
+from sam2_matting.predictor import MattingPredictor
+from server.session_entry import SessionEntry
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class EncodedMatte:
-    """One object's matte on one frame, encoded once for every client that asks."""
-
-    object_id: int
-    mask: dict[str, Any]  # binary COCO RLE {size, counts}: alpha >= 128
-    alpha: dict[str, Any]  # the 0-255 matte in the codec's format
-
-
-def encode_frame(result: FrameMattes) -> list[EncodedMatte]:
-    return [
-        EncodedMatte(obj_id, encode_coco_binary(alpha), encode_matte(alpha))
-        for obj_id, alpha in zip(result.object_ids, result.alphas, strict=True)
-    ]
-
-
-@dataclass
-class SessionEntry:
-    id: str
-    session: MattingSession
-    video: Any  # server.media.VideoRecord
-    ttl: float
-    clock: Callable[[], float]
-    created: float = 0.0
-    last_used: float = 0.0
-    closed: bool = False
-    owner: str | None = None  # the client that started it (None: the service has no tokens)
-    # why the streams were last cancelled: "cancelled" (a client), "closed", "shutdown"
-    stop_reason: str = "cancelled"
-    lock: threading.RLock = field(default_factory=threading.RLock)
-    # frame index -> object id -> encoded matte, from clicks and propagation
-    mattes: dict[int, dict[int, EncodedMatte]] = field(default_factory=dict)
-    _streams: set[CancelToken] = field(default_factory=set)
-    _cancel_epoch: int = 0
-
-    def touch(self) -> None:
-        self.last_used = self.clock()
-
-    @property
-    def expires_at(self) -> float:
-        """Monotonic-clock time at which the idle session expires (see ``expires_in``)."""
-        return self.last_used + self.ttl
-
-    def expires_in(self) -> float:
-        return max(0.0, self.expires_at - self.clock())
-
-    def expired(self) -> bool:
-        return not self.streaming and self.clock() >= self.expires_at
-
-    @property
-    def streaming(self) -> bool:
-        return bool(self._streams)
-
-    # -- mattes cache ------------------------------------------------------------------
-    def store(self, result: FrameMattes) -> list[EncodedMatte]:
-        """Encode and remember one frame's mattes; returns them."""
-        encoded = encode_frame(result)
-        with self.lock:
-            self.mattes[result.frame_index] = {m.object_id: m for m in encoded}
-        return encoded
-
-    def invalidate(self, keep: Iterable[FrameMattes] = ()) -> None:
-        """Prompts changed: propagated mattes are stale; keep the fresh click results."""
-        with self.lock:
-            self.mattes.clear()
-        for result in keep:
-            self.store(result)
-
-    def cached(
-        self, frames: Iterable[int], object_ids: Iterable[int] | None = None
-    ) -> list[tuple[int, list[EncodedMatte]]]:
-        wanted = None if object_ids is None else set(object_ids)
-        out = []
-        with self.lock:
-            for f in frames:
-                per_obj = self.mattes.get(f)
-                if per_obj is None:
-                    continue
-                out.append(
-                    (f, [m for oid, m in per_obj.items() if wanted is None or oid in wanted])
-                )
-        return out
-
-    def cached_frames(self) -> list[int]:
-        with self.lock:
-            return sorted(self.mattes)
-
-    # -- streams and cancellation --------------------------------------------------------
-    def begin_stream(self) -> tuple[CancelToken, int]:
-        """Register a stream when its request arrives (before any frame is computed).
-
-        One stream per session at a time: a second one is refused before its headers."""
-        token = CancelToken()
-        with self.lock:
-            if self._streams or self.session.is_propagating:
-                raise SessionBusyError("this session is already streaming; cancel that first")
-            self._streams.add(token)
-            return token, self._cancel_epoch
-
-    def end_stream(self, token: CancelToken) -> None:
-        with self.lock:
-            self._streams.discard(token)
-        self.touch()
-
-    def cancel_streams(self, reason: str = "cancelled") -> int:
-        """Cancel every registered stream. A stream registered but not yet started sees the
-        epoch change and ends before its first frame, so a cancel is never lost to a race."""
-        with self.lock:
-            self.stop_reason = reason
-            self._cancel_epoch += 1
-            for token in self._streams:
-                token.cancel()
-            return len(self._streams)
-
-    def cancelled_since(self, epoch: int) -> bool:
-        with self.lock:
-            return self._cancel_epoch != epoch
 
 
 class SessionStore:
@@ -266,8 +144,7 @@ class SessionStore:
         entry.closed = True
         entry.cancel_streams(reason)
         entry.session.close()  # waits for the current frame, then frees the state
-        with entry.lock:
-            entry.mattes.clear()
+        entry.forget_mattes()
         for callback in self.on_close:
             callback(session_id)
         log.info("session %s closed", session_id)

@@ -19,6 +19,11 @@ A stream stopped before its last frame ends with ``{"type": "end", "cancelled": 
 ``shutdown`` (the server is stopping, e.g. on SIGTERM). A multipart stream stopped by a
 shutdown ends with an error part of code ``SHUTTING_DOWN``, so no client mistakes it for a
 finished propagation.
+
+The body has no ``Content-Length``: gunicorn sends it chunked, one chunk per part, and ends it
+with the terminating zero-length chunk once the last part is out (the connection stays open
+for the next request, or closes cleanly with ``Connection: close``). See docs/reliability.md,
+"The end of the stream".
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ from flask import Flask, Response, g, request
 from sam2_matting.errors import BusyError, InvalidInputError, MattingError
 from sam2_matting.limits import check_direction, check_max_frames
 from server.errors import SHUTTING_DOWN, client_error, error_response
-from server.sessions import EncodedMatte, SessionEntry, SessionStore
+from server.session_entry import EncodedMatte, SessionEntry
+from server.sessions import SessionStore
 
 log = logging.getLogger(__name__)
 
@@ -147,7 +153,9 @@ def init_app(app: Flask, store: SessionStore, metrics: Any) -> None:
         body = _generate(
             entry, frames, token, epoch, total, args["object_ids"], ndjson, metrics, store
         )
-        headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+        # Not "no-store": Chromium then reports a stream read to its end as net::ERR_ABORTED
+        # (docs/reliability.md, "The end of the stream"). A POST response is not cached anyway.
+        headers = {"Cache-Control": "no-cache, no-transform", "X-Accel-Buffering": "no"}
         return Response(
             body,
             mimetype=NDJSON_TYPE if ndjson else None,
@@ -175,7 +183,7 @@ def _generate(
             token.cancel()  # a cancel that came between the request and the first frame
         tick = time.perf_counter()
         for result in frames:
-            mattes = entry.store(result)
+            mattes = entry.encode_and_cache(result)
             done += 1
             now = time.perf_counter()
             metrics.frames.inc()
@@ -216,10 +224,21 @@ def _generate(
         else:
             yield multipart_part(json.dumps(error).encode(), done, total, ERROR_PART_TYPE)
     finally:
-        token.cancel()
+        _release(entry, frames, token, metrics)
+        log.info("session %s: stream ended, %d/%d frames", entry.id, done, total)
+
+
+def _release(entry: SessionEntry, frames: Iterator[Any], token: Any, metrics: Any) -> None:
+    """Stop the propagation and free the session for the next stream. Never raises: an
+    exception here would end the body before its terminating chunk (gunicorn then drops the
+    connection and the client sees a broken stream instead of a finished one)."""
+    token.cancel()
+    try:
         close = getattr(frames, "close", None)
         if close is not None:
             close()
+    except Exception:
+        log.exception("session %s: stopping the propagation failed", entry.id)
+    finally:
         entry.end_stream(token)
         metrics.streams.dec()
-        log.info("session %s: stream ended, %d/%d frames", entry.id, done, total)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from test_server_e2e import ORIGIN, Server
+from service import ORIGIN, Server
 
 KNOWN_CODES = {
     "BAD_USER_INPUT",

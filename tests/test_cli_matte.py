@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from sam2_matting.tiny import TinyModelFiles
+
 
 def _clip(source: Path, dest: Path, frames: int = 8) -> Path:
     with av.open(str(source)) as src, av.open(str(dest), "w") as dst:
@@ -28,11 +30,11 @@ def _clip(source: Path, dest: Path, frames: int = 8) -> Path:
 
 
 @pytest.fixture(scope="module")
-def clip(bedroom_video, tmp_path_factory) -> Path:  # type: ignore[no-untyped-def]
+def clip(bedroom_video: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _clip(bedroom_video, tmp_path_factory.mktemp("clip") / "clip.mp4")
 
 
-def _matte(tiny_model, *args: str) -> subprocess.CompletedProcess[str]:  # type: ignore[no-untyped-def]
+def _matte(tiny_model: TinyModelFiles, *args: str) -> subprocess.CompletedProcess[str]:
     cmd = [
         sys.executable, "-m", "sam2_matting", "matte", *args,
         "--config", str(tiny_model.config), "--checkpoint", str(tiny_model.checkpoint),

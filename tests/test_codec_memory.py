@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from flask.testing import FlaskClient
 
 from sam2_matting.codec import CodecError, decode_matte
 
@@ -73,27 +74,13 @@ def test_expected_shape_refuses_before_inflating_anything() -> None:
     assert peak < 1 << 20
 
 
-def test_add_mask_checks_the_size_against_the_video_first(  # type: ignore[no-untyped-def]
-    tiny_model, shared_videos, tmp_path: Path
-) -> None:
-    from sam2_matting.predictor import build_matting_predictor
-    from server.app import create_app
-    from server.config import Settings
-    from tests.test_server_e2e import write_clip
-
-    gallery = tmp_path / "gallery"
-    gallery.mkdir()
-    write_clip(shared_videos / "bedroom.mp4", gallery / "small.mp4", frames=2)
-    predictor = build_matting_predictor(tiny_model.config, tiny_model.checkpoint, device="cpu")
-    settings = Settings(data=str(tmp_path / "data"), gallery=str(gallery), device="cpu")
-    client = create_app(settings, predictor).test_client()
-
+def test_add_mask_checks_the_size_against_the_video_first(client: FlaskClient) -> None:
     def gql(query: str, variables: dict[str, Any]) -> Any:
         return client.post("/graphql", json={"query": query, "variables": variables}).get_json()
 
     sid = gql(
         "mutation($p: String!) { startSession(input: {path: $p}) { sessionId } }",
-        {"p": "gallery/small.mp4"},
+        {"p": "gallery/clip.mp4"},
     )["data"]["startSession"]["sessionId"]
     query = """mutation M($input: AddMaskInput!) { addMask(input: $input) { frameIndex } }"""
     bomb = BENCH.zero_bomb(8192, 8192)
@@ -106,6 +93,6 @@ def test_add_mask_checks_the_size_against_the_video_first(  # type: ignore[no-un
     finally:
         tracemalloc.stop()
     error = body["errors"][0]
-    assert error["extensions"]["code"] == "BAD_MATTE", body
-    assert "matte is 8192x8192 (H x W), expected 180x320" in error["message"]
+    assert error["extensions"]["code"] == "BAD_MATTE", body  # CodecError, in the one error table
+    assert "matte is 8192x8192 (H x W), expected 48x80" in error["message"]
     assert peak < 64 << 20  # the request's JSON (1.6 MB of text) and GraphQL, no inflating

@@ -29,6 +29,7 @@ import requests
 import yaml
 from savi_stream import check_content_type, parse_savi_stream
 
+from sam2_matting.tiny import TinyModelFiles
 from server.config import Settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -506,7 +507,9 @@ class Deployment:
 
 
 @pytest.fixture(scope="module")
-def replicas(tiny_model, shared_videos, tmp_path_factory) -> Iterator[dict[str, Any]]:  # type: ignore[no-untyped-def]
+def replicas(
+    tiny_model: TinyModelFiles, shared_videos: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
     """Replicas r1 and r2 of the service (tiny model, CPU) sharing gallery and data folders."""
     root = tmp_path_factory.mktemp("replicas")
     gallery, data = root / "gallery", root / "data"
@@ -567,7 +570,9 @@ def _substitute(text: str, old: str, new: str, count: int | None = None) -> str:
 
 
 @pytest.fixture(scope="module")
-def deployment(replicas: dict[str, Any], tmp_path_factory) -> Iterator[Deployment]:  # type: ignore[no-untyped-def]
+def deployment(
+    replicas: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployment]:
     """nginx with deploy/nginx/{nginx.conf,sam2-matting.conf,session_route.js} in front of them.
 
     The example is used as written, with addresses, paths and one buffer size changed: the

@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from differential import (
     COUNTS,
     HEIGHT,
+    REGRESSIONS,
     WIDTH,
     AddBox,
     AddMask,
@@ -40,14 +40,14 @@ from differential import (
 )
 from hypothesis import HealthCheck, Phase, given, settings
 from savi_stream import parse_savi_stream
-from test_differential import REGRESSIONS
-from test_server_e2e import Server, launch
+from service import Server, launch
 
-from sam2_matting import build_matting_predictor
 from sam2_matting.codec import decode_matte, encode_matte
 from sam2_matting.errors import MattingError
+from sam2_matting.limits import check_direction
 from sam2_matting.predictor import MattingPredictor
 from sam2_matting.session import FrameMattes, MattingSession
+from sam2_matting.tiny import TinyModelFiles
 
 SERVICE_SEQUENCES = 12
 
@@ -203,7 +203,8 @@ class InProcessSide:
                     return frames_of([])  # the service, as the demo: an unknown id changes nothing
                 return frames_of([_frame(r) for r in s.remove_object(op.obj)])
             assert isinstance(op, Propagate)
-            gen = s.propagate(op.start, direction=op.direction, max_frames=op.max_frames)  # type: ignore[arg-type]
+            direction = check_direction(op.direction)
+            gen = s.propagate(op.start, direction=direction, max_frames=op.max_frames)
             return frames_of([_frame(r) for r in gen])
         except MattingError as err:
             return ("error", err.code)
@@ -230,7 +231,9 @@ def assert_identical(step: int, op: Op, service: Outcome, local: Outcome) -> Non
 
 
 @pytest.fixture(scope="module")
-def service(tiny_model, shared_videos, tmp_path_factory) -> Iterator[tuple[Server, Path]]:  # type: ignore[no-untyped-def]
+def service(
+    tiny_model: TinyModelFiles, shared_videos: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Server, Path]]:
     root = tmp_path_factory.mktemp("differential-service")
     gallery = root / "gallery"
     gallery.mkdir()
@@ -244,9 +247,9 @@ def service(tiny_model, shared_videos, tmp_path_factory) -> Iterator[tuple[Serve
 
 
 @pytest.fixture(scope="module")
-def local(tiny_model) -> MattingPredictor:  # type: ignore[no-untyped-def]
-    torch.manual_seed(0)
-    return build_matting_predictor(tiny_model.config, tiny_model.checkpoint, device="cpu")
+def local(predictor: MattingPredictor) -> MattingPredictor:
+    """The in-process side: the same tiny model as the service loads."""
+    return predictor
 
 
 def replay(service: tuple[Server, Path], local: MattingPredictor, ops: list[Op]) -> None:
@@ -263,7 +266,9 @@ def replay(service: tuple[Server, Path], local: MattingPredictor, ops: list[Op])
 
 
 @pytest.mark.parametrize("name", sorted(REGRESSIONS))
-def test_regression_sequences_through_the_service(service, local, name: str) -> None:  # type: ignore[no-untyped-def]
+def test_regression_sequences_through_the_service(
+    service: tuple[Server, Path], local: MattingPredictor, name: str
+) -> None:
     replay(service, local, REGRESSIONS[name])
 
 
@@ -278,5 +283,7 @@ def test_regression_sequences_through_the_service(service, local, name: str) -> 
     print_blob=True,
 )
 @given(ops=sequence_st)
-def test_random_sequences_through_the_service(service, local, ops) -> None:  # type: ignore[no-untyped-def]
+def test_random_sequences_through_the_service(
+    service: tuple[Server, Path], local: MattingPredictor, ops: list[Op]
+) -> None:
     replay(service, local, ops)

@@ -34,16 +34,8 @@ HTTP_STATUSES = sorted(code for code in default_exceptions if code >= 400)
 
 
 @pytest.fixture(scope="module")
-def app(tiny_model, tmp_path_factory: pytest.TempPathFactory) -> Flask:  # type: ignore[no-untyped-def]
-    from sam2_matting.predictor import build_matting_predictor
-    from server.app import create_app
-    from server.config import Settings
-
-    root = tmp_path_factory.mktemp("errors-app")
-    (root / "gallery").mkdir()
-    predictor = build_matting_predictor(tiny_model.config, tiny_model.checkpoint, device="cpu")
-    settings = Settings(data=str(root / "data"), gallery=str(root / "gallery"), device="cpu")
-    app = create_app(settings, predictor)
+def app(app: Flask) -> Flask:
+    """The shared app (conftest) plus a route that raises what it is told to."""
     by_name = {cls.__qualname__: cls for cls in ERROR_CLASSES}
 
     def raising(kind: str, name: str) -> Any:  # a route that raises what it is told to
@@ -55,11 +47,6 @@ def app(tiny_model, tmp_path_factory: pytest.TempPathFactory) -> Flask:  # type:
 
     app.add_url_rule("/_raise/<kind>/<name>", "raise", raising)
     return app
-
-
-@pytest.fixture(scope="module")
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
 
 
 def _error_body(response: Any) -> dict[str, str]:

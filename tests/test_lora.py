@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 import torch
@@ -19,9 +20,10 @@ from sam2_matting.lora import (
     save_adapter,
 )
 from sam2_matting.model import build_sam2_model
+from sam2_matting.tiny import TinyModelFiles
 
 
-def _decoder_output(model, seed: int = 0) -> torch.Tensor:  # type: ignore[no-untyped-def]
+def _decoder_output(model: Any, seed: int = 0) -> torch.Tensor:
     """Mask logits of the decoder for fixed random image features and one click."""
     g = torch.Generator().manual_seed(seed)
     dec = model.sam_mask_decoder
@@ -48,7 +50,7 @@ def _decoder_output(model, seed: int = 0) -> torch.Tensor:  # type: ignore[no-un
     return out[0]
 
 
-def _randomise_lora(peft_model, seed: int = 1) -> None:  # type: ignore[no-untyped-def]
+def _randomise_lora(peft_model: Any, seed: int = 1) -> None:
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in peft_model.named_parameters():
@@ -160,7 +162,7 @@ def test_bad_adapter_folders(tiny_model, tmp_path) -> None:
         merge_adapter(model, pickled)
 
 
-def _legacy_state(tiny_model, seed: int = 3) -> tuple[dict, dict]:  # type: ignore[no-untyped-def]
+def _legacy_state(tiny_model: TinyModelFiles, seed: int = 3) -> tuple[dict, dict]:
     """A course-project checkpoint made from the tiny model: rank 32 MLPs, rank 8 attention."""
     g = torch.Generator().manual_seed(seed)
     base = torch.load(tiny_model.checkpoint, weights_only=True)["model"]

@@ -29,7 +29,8 @@ from sam2_matting.errors import (
     VideoError,
 )
 from server.config import Settings
-from server.media import MediaLibrary, VideoRecord, init_app
+from server.media import MediaLibrary, VideoRecord
+from server.media_routes import init_app
 
 REPO = Path(__file__).resolve().parents[1]
 HEX64 = "0123456789abcdef" * 4

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import pytest
 import torch
@@ -75,7 +76,7 @@ def test_checkpoint_of_another_config_is_refused(tiny_model) -> None:
 
 def test_pickled_code_is_never_executed(tiny_model, tmp_path) -> None:
     class Evil:
-        def __reduce__(self):  # type: ignore[no-untyped-def]
+        def __reduce__(self) -> tuple[Any, ...]:
             return (print, ("pwned",))
 
     evil = tmp_path / "evil.pt"

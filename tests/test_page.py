@@ -29,6 +29,8 @@ from typing import Any
 import pytest
 import requests
 
+from sam2_matting.tiny import TinyModelFiles
+
 CHROMIUM = os.environ.get("CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts" / "page"
@@ -104,7 +106,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def service(tiny_model, bedroom_video, tmp_path_factory) -> Iterator[Service]:  # type: ignore[no-untyped-def]
+def service(
+    tiny_model: TinyModelFiles, bedroom_video: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
     root = tmp_path_factory.mktemp("page-service")
     gallery = root / "gallery"
     gallery.mkdir()

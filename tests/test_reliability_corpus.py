@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 from reliability import assert_clean_error, files_under, rss_mib, upload, worker_pid
-from test_server_e2e import CLOSE, Server, launch, stop
+from service import CLOSE, Server, launch, stop
 
+from sam2_matting.tiny import TinyModelFiles
 from sam2_matting.video import open_video
 
 CORPUS = Path(__file__).parent / "fixtures" / "hostile"
@@ -43,7 +44,9 @@ def test_the_committed_corpus_is_the_script_output() -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model, shared_videos, tmp_path_factory) -> Iterator[Server]:  # type: ignore[no-untyped-def]
+def server(
+    tiny_model: TinyModelFiles, shared_videos: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     root = tmp_path_factory.mktemp("corpus")
     gallery = root / "gallery"
     gallery.mkdir()
@@ -160,7 +163,7 @@ for name in job["names"]:
 """
 
 
-def _matte_args(tiny_model) -> list[str]:  # type: ignore[no-untyped-def]
+def _matte_args(tiny_model: TinyModelFiles) -> list[str]:
     return [
         "--point", "0.5,0.5", "--normalized", "--format", "alpha", "--max-frames", "2",
         "--direction", "forward", "--config", str(tiny_model.config),
@@ -187,7 +190,7 @@ def _check_matte(name: str, code: int, stderr: str, out_dir: Path) -> str:
     return lines[0].removeprefix("sam2-matting: error: ")
 
 
-def test_matte_cli_answers_every_file(tiny_model, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_matte_cli_answers_every_file(tiny_model: TinyModelFiles, tmp_path: Path) -> None:
     """All files in one process (the CLI's own main, the model built once), so CI pays one
     start-up; ``-m slow`` runs the real command per file."""
     job = {
@@ -223,7 +226,7 @@ PEAK = (
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
-def test_matte_cli_as_a_process(tiny_model, tmp_path: Path, name: str) -> None:  # type: ignore[no-untyped-def]
+def test_matte_cli_as_a_process(tiny_model: TinyModelFiles, tmp_path: Path, name: str) -> None:
     """The real command per file, with its peak memory."""
     cmd = [sys.executable, "-c", PEAK, sys.executable, "-m", "sam2_matting", "matte",
            str(CORPUS / name), *_matte_args(tiny_model), "--out", str(tmp_path / name)]  # fmt: skip

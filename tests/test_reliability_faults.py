@@ -22,18 +22,22 @@ import av
 import pytest
 import requests
 import torch
+from flask import Flask
+from flask.testing import FlaskClient
 from reliability import files_under, rss_mib, upload, worker_pid
 from savi_stream import parse_savi_stream
-from test_server_e2e import (
+from service import (
     CANCEL,
     CLOSE,
     SESSION,
     Server,
-    _free_port,
+    free_port,
     launch,
     stop,
     write_clip,
 )
+
+from sam2_matting.tiny import TinyModelFiles
 
 EXPORT = """mutation E($input: ExportMatteInput!) { exportMatte(input: $input) { id status } }"""
 JOB = """query J($id: String!) { exportJob(id: $id) { id status framesDone framesTotal url } }"""
@@ -41,7 +45,9 @@ TTL = 6  # seconds; no test but the expiry one leaves a session idle that long
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model, shared_videos, tmp_path_factory) -> Iterator[Server]:  # type: ignore[no-untyped-def]
+def server(
+    tiny_model: TinyModelFiles, shared_videos: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     s = launch(
         tiny_model,
         shared_videos,
@@ -163,23 +169,10 @@ def test_a_session_does_not_expire_under_its_stream(server: Server) -> None:
     assert server.gql(SESSION, {"id": sid})["errors"][0]["extensions"]["code"] == "NOT_FOUND"
 
 
-def test_cancel_while_waiting_for_the_model_is_not_lost(
-    tiny_model, shared_videos, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+def test_cancel_while_waiting_for_the_model_is_not_lost(app: Flask, client: FlaskClient) -> None:
     """The anchor loses a cancel sent before its stream takes the model lock (anchor 5.10).
     Here the model is held busy; the stream request arrives, waits; the cancel comes; the
     stream ends at once with no frame computed."""
-    from sam2_matting.predictor import build_matting_predictor
-    from server.app import create_app
-    from server.config import Settings
-
-    gallery = tmp_path / "gallery"
-    gallery.mkdir()
-    write_clip(shared_videos / "bedroom.mp4", gallery / "small.mp4", frames=12)
-    predictor = build_matting_predictor(tiny_model.config, tiny_model.checkpoint, device="cpu")
-    settings = Settings(data=str(tmp_path / "data"), gallery=str(gallery), device="cpu")
-    app = create_app(settings, predictor)
-    client = app.test_client()
 
     def gql(query: str, variables: dict[str, Any]) -> Any:
         body = client.post("/graphql", json={"query": query, "variables": variables}).get_json()
@@ -188,7 +181,7 @@ def test_cancel_while_waiting_for_the_model_is_not_lost(
 
     sid = gql(
         "mutation($p: String!) { startSession(input: {path: $p}) { sessionId } }",
-        {"p": "gallery/small.mp4"},
+        {"p": "gallery/clip.mp4"},
     )["startSession"]["sessionId"]
     click = {"sessionId": sid, "frameIndex": 0, "clearOldPoints": True, "objectId": 1}
     gql(
@@ -196,6 +189,7 @@ def test_cancel_while_waiting_for_the_model_is_not_lost(
         {"i": {**click, "labels": [1], "points": [[0.5, 0.5]]}},
     )
     store = app.extensions["sam2_matting"].store
+    predictor = store.predictor
     out: list[bytes] = []
     held, release = threading.Event(), threading.Event()
 
@@ -230,9 +224,8 @@ def test_cancel_while_waiting_for_the_model_is_not_lost(
     assert not reader.is_alive()
     lines = [json.loads(x) for x in b"".join(out).splitlines()]
     assert lines == [
-        {"type": "end", "frames": 0, "total": 12, "cancelled": True, "reason": "cancelled"}
+        {"type": "end", "frames": 0, "total": 10, "cancelled": True, "reason": "cancelled"}
     ]
-    app.extensions["sam2_matting"].store.shutdown()
 
 
 # -- the process -------------------------------------------------------------------------------
@@ -249,8 +242,8 @@ def _wait_job(server: Server, job_id: str, until: set[str], timeout: float = 120
 
 
 def test_sigterm_ends_streams_with_a_final_part_and_leaves_no_partial_export(
-    tiny_model, shared_videos, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    tiny_model: TinyModelFiles, shared_videos: Path, tmp_path: Path
+) -> None:
     grace = 15
     s = launch(tiny_model, shared_videos, tmp_path, SAM2_MATTING_GRACEFUL_TIMEOUT=str(grace))
     try:
@@ -301,8 +294,8 @@ def test_sigterm_ends_streams_with_a_final_part_and_leaves_no_partial_export(
 
 
 def test_a_restart_keeps_uploads_exports_and_the_gallery(
-    tiny_model, shared_videos, tmp_path: Path, bedroom_video: Path
-) -> None:  # type: ignore[no-untyped-def]
+    tiny_model: TinyModelFiles, shared_videos: Path, tmp_path: Path, bedroom_video: Path
+) -> None:
     s = launch(tiny_model, shared_videos, tmp_path)
     try:
         gallery = s.data_of("{ videos { edges { node { path posterPath width frameCount } } } }")
@@ -340,7 +333,7 @@ def test_a_restart_keeps_uploads_exports_and_the_gallery(
         stop(s2)
 
 
-def _bad_starts(tiny_model, tmp_path: Path) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
+def _bad_starts(tiny_model: TinyModelFiles, tmp_path: Path) -> dict[str, list[str]]:
     """Start-up arguments that must fail: name -> extra serve arguments."""
     good = Path(tiny_model.checkpoint).read_bytes()
     (tmp_path / "garbage.pt").write_bytes(b"\x00\x17not a checkpoint" * 300)
@@ -372,8 +365,8 @@ EXPECTED_MESSAGES = {
 
 
 def test_bad_weights_at_start_up_give_one_clear_line_and_a_non_zero_exit(
-    tiny_model, tmp_path: Path
-) -> None:  # type: ignore[no-untyped-def]
+    tiny_model: TinyModelFiles, tmp_path: Path
+) -> None:
     env = {
         **os.environ,
         "SAM2_MATTING_DEVICE": "cpu",
@@ -384,7 +377,7 @@ def test_bad_weights_at_start_up_give_one_clear_line_and_a_non_zero_exit(
     for name, extra in _bad_starts(tiny_model, tmp_path).items():
         cmd = [
             sys.executable, "-m", "sam2_matting", "serve", "--config", str(tiny_model.config),
-            "--host", "127.0.0.1", "--port", str(_free_port()), *extra,
+            "--host", "127.0.0.1", "--port", str(free_port()), *extra,
         ]  # fmt: skip
         procs[name] = subprocess.Popen(
             cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True

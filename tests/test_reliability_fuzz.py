@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from reliability import KNOWN_CODES, assert_clean_error, files_under, upload, worker_pid
 from schemathesis import GenerationMode
 from schemathesis.graphql import nodes
-from test_server_e2e import (
+from service import (
     ADD_POINTS,
     CANCEL,
     CLEAR_FRAME,
@@ -41,6 +41,8 @@ from test_server_e2e import (
     stop,
 )
 
+from sam2_matting.tiny import TinyModelFiles
+
 # An Upload can only come as a multipart file; inline, the fuzzer sends null (refused).
 schemathesis.graphql.scalar("Upload", st.just(nodes.Null))
 SESSION_ARG = re.compile(r'sessionId: "(?:[^"\\]|\\.)*"')
@@ -48,7 +50,9 @@ HEADERS = {"Origin": ORIGIN}
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model, shared_videos, tmp_path_factory) -> Iterator[Server]:  # type: ignore[no-untyped-def]
+def server(
+    tiny_model: TinyModelFiles, shared_videos: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     s = launch(tiny_model, shared_videos, tmp_path_factory.mktemp("fuzz"))
     s.worker = worker_pid(s)  # type: ignore[attr-defined]
     yield s
@@ -360,7 +364,9 @@ TOKENS = {"alice": "alice-token-0123456789", "bob": "bob-token-9876543210"}
 
 
 @pytest.fixture(scope="module")
-def auth_server(tiny_model, shared_videos, tmp_path_factory) -> Iterator[Server]:  # type: ignore[no-untyped-def]
+def auth_server(
+    tiny_model: TinyModelFiles, shared_videos: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     tokens = ",".join(f"{name}:{token}" for name, token in TOKENS.items())
     s = launch(
         tiny_model,

@@ -6,35 +6,19 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from service import build_app, close_app
+
+from sam2_matting.predictor import MattingPredictor
 
 UPLOAD = "mutation($file: Upload!) { uploadVideo(file: $file) { path } }"
 START = "mutation($i: StartSessionInput!) { startSession(input: $i) { sessionId } }"
-
-
-@pytest.fixture(scope="module")
-def app(tiny_model, bedroom_video: Path, tmp_path_factory: pytest.TempPathFactory) -> Flask:  # type: ignore[no-untyped-def]
-    from sam2_matting.predictor import build_matting_predictor
-    from server.app import create_app
-    from server.config import Settings
-
-    root = tmp_path_factory.mktemp("http-edge")
-    (root / "gallery").mkdir()
-    shutil.copy(bedroom_video, root / "gallery" / "bedroom.mp4")
-    predictor = build_matting_predictor(tiny_model.config, tiny_model.checkpoint, device="cpu")
-    settings = Settings(data=str(root / "data"), gallery=str(root / "gallery"), device="cpu")
-    return create_app(settings, predictor)
-
-
-@pytest.fixture(scope="module")
-def client(app: Flask) -> FlaskClient:
-    return app.test_client()
 
 
 def _json_error(response: Any, status: int = 400, code: str = "BAD_USER_INPUT") -> str:
@@ -309,23 +293,14 @@ def test_a_413_says_which_limit_was_hit(client: FlaskClient, app: Flask) -> None
 
 @pytest.fixture(scope="module")
 def guarded_client(
-    tiny_model, bedroom_video: Path, tmp_path_factory: pytest.TempPathFactory
-) -> FlaskClient:  # type: ignore[no-untyped-def]
-    from sam2_matting.predictor import build_matting_predictor
-    from server.app import create_app
-    from server.config import Settings
-
+    predictor: MattingPredictor, bedroom_video: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[FlaskClient]:
+    """The app with per-client tokens (alice's is ``a-1``)."""
     root = tmp_path_factory.mktemp("http-token")
-    (root / "gallery").mkdir()
-    shutil.copy(bedroom_video, root / "gallery" / "bedroom.mp4")
-    predictor = build_matting_predictor(tiny_model.config, tiny_model.checkpoint, device="cpu")
-    settings = Settings(
-        data=str(root / "data"),
-        gallery=str(root / "gallery"),
-        device="cpu",
-        api_tokens=("alice:a-1",),
-    )
-    return create_app(settings, predictor).test_client()
+    gallery = {"bedroom.mp4": bedroom_video}
+    app = build_app(predictor, root, gallery, api_tokens=("alice:a-1",))
+    yield app.test_client()
+    close_app(app)
 
 
 def test_access_token_in_the_query_only_on_media_gets(guarded_client: FlaskClient) -> None:

@@ -14,14 +14,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_server_e2e import Server, launch, stop
+from service import Server, launch, stop
+
+from sam2_matting.tiny import TinyModelFiles
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from load_test import parser, percentile, run_load
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model, shared_videos, tmp_path_factory) -> Iterator[Server]:  # type: ignore[no-untyped-def]
+def server(
+    tiny_model: TinyModelFiles, shared_videos: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     s = launch(
         tiny_model,
         shared_videos,
@@ -84,7 +88,7 @@ def test_the_load_script_stops_at_its_time_limit(server: Server) -> None:
 
 
 @pytest.mark.slow
-def test_full_load(tiny_model, shared_videos, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_full_load(tiny_model: TinyModelFiles, shared_videos: Path, tmp_path: Path) -> None:
     """The figures of docs/reliability.md: 16 clients on 8 session slots, 80 sessions."""
     s = launch(
         tiny_model,

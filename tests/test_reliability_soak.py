@@ -11,13 +11,16 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 from reliability import rss_mib, worker_pid
 from savi_stream import parse_savi_stream
-from test_server_e2e import CLOSE, MATTES, Server, launch, stop
+from service import CLOSE, MATTES, Server, launch, stop
+
+from sam2_matting.tiny import TinyModelFiles
 
 VIDEOS = ("gallery/small.mp4", "gallery/bedroom.mp4", "gallery/dog.mp4")
 WARM_UP = 6
@@ -27,7 +30,9 @@ CREEP_MIB_PER_100 = 16
 
 
 @pytest.fixture(scope="module")
-def server(tiny_model, shared_videos, tmp_path_factory) -> Iterator[Server]:  # type: ignore[no-untyped-def]
+def server(
+    tiny_model: TinyModelFiles, shared_videos: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
     s = launch(tiny_model, shared_videos, tmp_path_factory.mktemp("soak"))
     yield s
     stop(s)

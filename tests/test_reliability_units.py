@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from sam2_matting.errors import InvalidInputError, NotFoundError
-from sam2_matting.predictor import CancelToken, FairLock, iter_with_context
+from sam2_matting.predictor import CancelToken, FairLock, MattingPredictor, iter_with_context
 from server.config import Settings
 from server.exports import RECORD, STALE_SECONDS, ExportJobs
 
@@ -73,10 +73,9 @@ def test_finished_exports_outlive_a_restart_and_half_written_ones_do_not(tmp_pat
     assert kept.is_dir()
 
 
-def test_a_session_closed_between_two_steps_stops_quietly(tiny_model, bedroom_video) -> None:  # type: ignore[no-untyped-def]
-    from sam2_matting.predictor import build_matting_predictor
-
-    predictor = build_matting_predictor(tiny_model.config, tiny_model.checkpoint, device="cpu")
+def test_a_session_closed_between_two_steps_stops_quietly(
+    predictor: MattingPredictor, bedroom_video: Path
+) -> None:
     session = predictor.open(bedroom_video)
     session.add_points(0, 1, [[300, 200]], [1])
     frames = session.propagate(0, cancel=CancelToken())  # an outside token: close() cannot

@@ -16,6 +16,7 @@ import torch
 
 from sam2_matting import sam2_internals as internals
 from sam2_matting.model import build_sam2_model
+from sam2_matting.tiny import TinyModelFiles
 
 
 def _relied_on(what: str) -> str:
@@ -23,7 +24,7 @@ def _relied_on(what: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def model(tiny_model) -> Any:  # type: ignore[no-untyped-def]
+def model(tiny_model: TinyModelFiles) -> Any:
     torch.manual_seed(0)
     return build_sam2_model(tiny_model.config, tiny_model.checkpoint, device="cpu")
 
@@ -45,7 +46,7 @@ def test_module_level_hooks_exist() -> None:
     )
 
 
-def test_init_state_takes_our_frames_and_has_the_keys_we_read(model) -> None:  # type: ignore[no-untyped-def]
+def test_init_state_takes_our_frames_and_has_the_keys_we_read(model: Any) -> None:
     frames = torch.zeros(3, 3, model.image_size, model.image_size)
     with internals.frames_from(frames, 48, 80), torch.inference_mode():
         state = model.init_state(video_path="unused.mp4")
@@ -66,7 +67,7 @@ def test_init_state_takes_our_frames_and_has_the_keys_we_read(model) -> None:  #
     )
 
 
-def test_memory_is_stored_in_bfloat16_and_read_through_memory_attention(model) -> None:  # type: ignore[no-untyped-def]
+def test_memory_is_stored_in_bfloat16_and_read_through_memory_attention(model: Any) -> None:
     from sam2.modeling.sam2_base import SAM2Base
     from sam2.sam2_video_predictor import SAM2VideoPredictor
 
@@ -81,7 +82,7 @@ def test_memory_is_stored_in_bfloat16_and_read_through_memory_attention(model) -
     assert getattr(model.memory_attention, "_sam2_matting_memory_hook", False)
 
 
-def test_the_memory_hook_casts_to_the_dtype_of_the_frame(model) -> None:  # type: ignore[no-untyped-def]
+def test_the_memory_hook_casts_to_the_dtype_of_the_frame(model: Any) -> None:
     seen: dict[str, torch.dtype] = {}
 
     def spy(module: Any, args: Any, kwargs: Any) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,8 @@ import pytest
 from savi_stream import parse_savi_stream
 
 from sam2_matting.errors import BusyError, NotFoundError, SessionBusyError
-from sam2_matting.predictor import build_matting_predictor
+from sam2_matting.predictor import MattingPredictor
+from sam2_matting.session import FrameMattes
 from server.config import Settings
 from server.metrics import create_metrics
 from server.sessions import SessionStore
@@ -32,13 +34,8 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(scope="module")
-def predictor(tiny_model):  # type: ignore[no-untyped-def]
-    return build_matting_predictor(tiny_model.config, tiny_model.checkpoint, device="cpu")
-
-
 @pytest.fixture
-def store(predictor):  # type: ignore[no-untyped-def]
+def store(predictor: MattingPredictor) -> Iterator[SessionStore]:
     clock = Clock()
     s = SessionStore(predictor, max_sessions=2, ttl=60, clock=clock)
     s.clock_ = clock  # type: ignore[attr-defined]
@@ -118,7 +115,7 @@ def test_an_error_after_the_headers_ends_with_an_error_part(store, bedroom_video
     entry = store.create(Record("gallery/bedroom.mp4", bedroom_video))
     result = entry.session.add_points(0, 1, [[300, 200]], [1])
 
-    def frames():  # type: ignore[no-untyped-def]
+    def frames() -> Iterator[FrameMattes]:
         yield result
         raise RuntimeError("boom: /secret/path")
 
@@ -131,6 +128,28 @@ def test_an_error_after_the_headers_ends_with_an_error_part(store, bedroom_video
     error = json.loads(parts[1].body)
     assert error["error"]["code"] == "INTERNAL" and "secret" not in parts[1].body.decode()
     assert not entry.streaming
+
+
+def test_a_failing_propagation_cleanup_is_logged_not_raised(store, bedroom_video, caplog) -> None:
+    """Closing the body (a client gone, or gunicorn's close after the last part) must not
+    raise even if stopping SAM 2's generator does: the session is freed for the next stream."""
+    entry = store.create(Record("gallery/bedroom.mp4", bedroom_video))
+    result = entry.session.add_points(0, 1, [[300, 200]], [1])
+
+    def frames() -> Iterator[FrameMattes]:
+        try:
+            yield result
+            yield result
+        finally:
+            raise RuntimeError("cleanup failed")
+
+    token, epoch = entry.begin_stream()
+    gen = _generate(entry, frames(), token, epoch, 2, None, False, create_metrics(store))
+    next(gen)
+    gen.close()  # what the server does when the client disconnects
+    assert not entry.streaming
+    assert "stopping the propagation failed" in caplog.text
+    entry.end_stream(entry.begin_stream()[0])  # the next stream is accepted
 
 
 def test_part_framing_is_byte_exact() -> None:
@@ -152,7 +171,9 @@ def test_part_framing_is_byte_exact() -> None:
         (9, 10, "forward", 5, 1),
     ],
 )
-def test_frames_due(start, count, direction, max_frames, due) -> None:  # type: ignore[no-untyped-def]
+def test_frames_due(
+    start: int, count: int, direction: str, max_frames: int | None, due: int
+) -> None:
     assert frames_due(start, count, direction, max_frames) == due
 
 

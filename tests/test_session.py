@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,22 +21,17 @@ from sam2_matting.errors import (
     SessionBusyError,
     VideoError,
 )
-from sam2_matting.predictor import CancelToken
-
-
-@pytest.fixture(scope="module")
-def predictor(tiny_model):  # type: ignore[no-untyped-def]
-    torch.manual_seed(0)
-    return build_matting_predictor(tiny_model.config, tiny_model.checkpoint, device="cpu")
+from sam2_matting.predictor import CancelToken, MattingPredictor
+from sam2_matting.session import MattingSession
 
 
 @pytest.fixture
-def session(predictor, bedroom_video):  # type: ignore[no-untyped-def]
+def session(predictor: MattingPredictor, bedroom_video: Path) -> Iterator[MattingSession]:
     with predictor.open(bedroom_video) as s:
         yield s
 
 
-def _click_two_objects(session) -> None:  # type: ignore[no-untyped-def]
+def _click_two_objects(session: MattingSession) -> None:
     session.add_points(0, 1, [[300, 200]], [1])
     session.add_points(0, 2, [[0.8, 0.7], [0.1, 0.1]], [1, 0], normalized=True)
 
