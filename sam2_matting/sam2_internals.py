@@ -38,6 +38,7 @@ __all__ = [
     "SAM2_PINNED",
     "STATE_KEYS",
     "click_lacks_memory",
+    "conditioning_frames",
     "frames_from",
     "install_cpu_connected_components",
     "non_cond_outputs",
@@ -193,6 +194,21 @@ def prompted_frames(state: dict[str, Any], obj_id: int) -> set[int]:
     """Frames holding the object's points or mask."""
     idx = object_index(state, obj_id)
     return set(state["point_inputs_per_obj"][idx]) | set(state["mask_inputs_per_obj"][idx])
+
+
+def conditioning_frames(state: dict[str, Any]) -> set[int]:
+    """Frames holding a conditioning output of any object, merged or pending.
+
+    A first prompt on a frame conditions the object there; a correction click on a frame it was
+    already tracked on does not (SAM 2 keeps it as a tracked output, unless the model sets
+    ``add_all_frames_to_correct_as_cond``). ``propagate_in_video`` starts at the earliest of
+    these by default.
+    """
+    frames: set[int] = set()
+    for key in ("output_dict_per_obj", "temp_output_dict_per_obj"):
+        for out in state.get(key, {}).values():
+            frames |= set(out["cond_frame_outputs"])
+    return frames
 
 
 def objects_without_prompts(state: dict[str, Any]) -> list[int]:

@@ -263,8 +263,10 @@ class MattingSession:
 
         ``forward`` runs from ``start_frame`` to the end, ``backward`` to frame 0, ``both``
         does forward then backward (the start frame is yielded once). ``start_frame``
-        defaults to the first prompted frame (the last one for ``backward``). ``max_frames``
-        bounds the frames processed in each direction. Stops between frames on ``cancel()``.
+        defaults to the first frame an object is conditioned on (the last one for
+        ``backward``): a frame of a first prompt, not a correction click on a tracked frame.
+        ``max_frames`` bounds the frames processed in each direction. Stops between frames on
+        ``cancel()``.
         """
         if self._closed:
             raise NotFoundError("this session is closed")
@@ -281,7 +283,10 @@ class MattingSession:
                 "before propagating"
             )
         if start_frame is None:
-            start_frame = prompted[-1] if direction == "backward" else prompted[0]
+            # As SAM 2: from a frame the objects are conditioned on (a correction click on a
+            # tracked frame is not one; starting there would track over the correction).
+            cond = sorted(internals.conditioning_frames(self.state)) or prompted
+            start_frame = cond[-1] if direction == "backward" else cond[0]
         self._check_frame(start_frame)
         token = cancel or self._cancel
         return self._propagate(start_frame, direction, max_frames, token)

@@ -421,6 +421,15 @@ REGRESSIONS: dict[str, list[Op]] = {
         Propagate(3, "both", None, None),
         AddPoints(5, 1, ((22.0, 20.0),), (1,)),
     ],
+    # A correction click on a tracked frame does not condition the object there: SAM 2 starts
+    # a propagation without a start frame at the earliest conditioning frame, not at it.
+    "default start after a correction before the first prompt": [
+        AddPoints(1, 1, ((0.0, 0.0),), (1,), False),
+        Propagate(None, "backward", None, None),
+        AddPoints(0, 1, ((0.0, 0.0), (0.0, 0.0), (0.0, 0.0)), (1, 0, 0), False),
+        Propagate(None, "forward", None, None),
+        Propagate(None, "backward", None, None),
+    ],
     "edit after tracking, cancel, propagate again": [
         AddPoints(0, 1, ((15.0, 20.0),), (1,)),
         Propagate(None, "forward", None, 4),

@@ -21,6 +21,7 @@ from differential import (
     StockSide,
     assert_same,
     make_clip,
+    op_source,
     sequence_st,
     write_frame_folder,
 )
@@ -51,7 +52,11 @@ def run_sequence(predictor: MattingPredictor, clip: tuple[Path, Path], ops: list
     with predictor.open(video) as session:
         ours = OurSide(session)
         for step, op in enumerate(ops):
-            assert_same(step, op, ours.apply(op), stock.apply(op))
+            try:
+                assert_same(step, op, ours.apply(op), stock.apply(op))
+            except AssertionError as err:
+                listing = "\n".join(f"    {op_source(o)}," for o in ops[: step + 1])
+                raise AssertionError(f"{err}\nthe sequence:\n[\n{listing}\n]") from None
 
 
 def _explore(n: int) -> Any:
