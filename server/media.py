@@ -12,6 +12,14 @@ A client only ever names a video by an id the library handed out (``gallery/<fil
 to a file on the server; a client-supplied path never reaches the filesystem. Layout under
 ``settings.data``: ``uploads/<sha256>.mp4`` (content-addressed, transcoded), ``posters/*.jpg``
 and ``tmp/`` (uploads in progress, always removed).
+
+With per-client tokens (``API_TOKENS``) an upload belongs to the clients that sent it: the
+file stays shared (one per content), and ``owners/<client key>/<sha256>`` records who may use
+it (files, so they survive restarts and are seen by every worker and replica on the data
+folder). Another client's upload is answered exactly as an unknown one, on ``startSession``,
+the media routes and its poster; a client sending the same bytes gets its own access, after
+the same work as a new upload (so the answer's timing does not tell that it was stored).
+Without ``API_TOKENS`` every client may use every upload, as in the SAM 2 demo.
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import quote
 
-from flask import Blueprint, Flask, Response, request, send_file
+from flask import Blueprint, Flask, Response, g, request, send_file
 from werkzeug.exceptions import NotFound
 
 from sam2_matting.errors import InvalidInputError, MattingError, NotFoundError, VideoError
@@ -64,6 +72,7 @@ MAX_ID_LENGTH = 512
 STALE_TEMP_SECONDS = 3600.0
 UPLOAD_ID = re.compile(r"uploads/([0-9a-f]{64})\.mp4")
 UPLOAD_NAME = re.compile(r"[0-9a-f]{64}\.mp4")
+UPLOAD_POSTER = re.compile(r"([0-9a-f]{64})\.jpg")
 POSTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.jpg")
 # Gallery files are addressed by name in URLs and GraphQL ids: keep names plain and printable.
 PLAIN_NAME = re.compile(r"[^\x00-\x1f\x7f\\]+")
@@ -106,7 +115,10 @@ class MediaLibrary:
         self.uploads_dir = self.data_dir / "uploads"
         self.posters_dir = self.data_dir / "posters"
         self.tmp_dir = self.data_dir / "tmp"
-        for folder in (self.uploads_dir, self.posters_dir, self.tmp_dir):
+        self.owners_dir = self.data_dir / "owners"
+        # Uploads are bound to their clients only with per-client tokens (API_TOKENS).
+        self.per_client = bool(settings.api_tokens)
+        for folder in (self.uploads_dir, self.posters_dir, self.tmp_dir, self.owners_dir):
             folder.mkdir(parents=True, exist_ok=True)
         self._remove_stale_temps()
         self._lock = threading.Lock()
@@ -138,20 +150,28 @@ class MediaLibrary:
             raise NotFoundError("the gallery is empty: no default video")
         return next(iter(self._gallery.values()))
 
-    def resolve(self, video_id: str) -> VideoRecord:
+    def resolve(self, video_id: str, owner: str | None = None) -> VideoRecord:
         """The record of a gallery or upload id, e.g. ``gallery/a.mp4``, ``uploads/<hex>.mp4``.
 
         Only ids this library knows are accepted: InvalidInputError for a malformed id
-        (absolute, ``..``, backslash, control characters), NotFoundError for an unknown one.
+        (absolute, ``..``, backslash, control characters), NotFoundError for an unknown one,
+        and, with per-client tokens, for an upload client ``owner`` did not send (the same
+        message).
         """
         _check_id(video_id)
         record = self._gallery.get(video_id)
         if record is not None:
             return record
         match = UPLOAD_ID.fullmatch(video_id)
-        if match is None:
+        if match is None or not self.may_use(match.group(1), owner):
             raise NotFoundError(f"unknown video: {video_id[:100]}")
         return self._upload_record(match.group(1))
+
+    def may_use(self, digest: str, owner: str | None) -> bool:
+        """Whether client ``owner`` may use upload ``digest`` (always, without API_TOKENS)."""
+        if not self.per_client:
+            return True
+        return owner is not None and self._owner_file(digest, owner).is_file()
 
     def video_url(self, record: VideoRecord) -> str:
         """``Video.url``: ``<api_url>/<id>`` (a root-relative URL when api_url is empty)."""
@@ -170,12 +190,15 @@ class MediaLibrary:
         *,
         start_time_sec: float | None = None,
         duration_time_sec: float | None = None,
+        owner: str | None = None,
     ) -> VideoRecord:
-        """Store an uploaded video and return its record (``uploads/<sha256>.mp4``).
+        """Store an uploaded video for client ``owner`` and return its record
+        (``uploads/<sha256>.mp4``).
 
         ``stream`` is read in chunks (at most ``max_upload_bytes``), decoded and transcoded to
         H.264 MP4 under the limits, optionally trimmed to ``duration_time_sec`` seconds from
-        ``start_time_sec``; ``filename`` is only logged. Identical results share one file.
+        ``start_time_sec``; ``filename`` is only logged. Identical results share one file;
+        with per-client tokens ``owner`` may use it from then on.
         Raises LimitExceededError, VideoError or InvalidInputError; on any failure nothing is
         left behind.
         """
@@ -193,7 +216,7 @@ class MediaLibrary:
             digest = _upload_key(src, self.limits, start_time_sec, duration_time_sec)
             final = self.uploads_dir / f"{digest}.mp4"
             existing = self._stored_upload(digest)
-            if existing is not None:
+            if existing is not None and self.may_use(digest, owner):
                 log.info("upload %r is already stored as %s", _printable(filename), existing.id)
                 return existing
             info = transcode_h264(
@@ -204,6 +227,13 @@ class MediaLibrary:
                 duration_time_sec=duration_time_sec,
             )
             src.unlink()
+            if existing is not None:
+                # Stored for another client: the same work as a new upload was done (no timing
+                # hint), the stored file is kept (its bytes and ETag do not change under its
+                # other clients), and this client may use it now.
+                self._grant(digest, owner)
+                log.info("upload %r is already stored as %s", _printable(filename), existing.id)
+                return existing
             # The poster is written first, so an upload that exists always has its poster.
             record = self._probe(out, f"uploads/{digest}.mp4", f"posters/{digest}.jpg")
             try:
@@ -219,6 +249,7 @@ class MediaLibrary:
             src.unlink(missing_ok=True)
             out.unlink(missing_ok=True)
         record = replace(record, file=final)
+        self._grant(digest, owner)
         with self._lock:
             self._uploads[digest] = record
         log.info(
@@ -294,6 +325,18 @@ class MediaLibrary:
                 poster=poster,
             )
 
+    def _owner_file(self, digest: str, owner: str) -> Path:
+        # Client names are free text: a hash of the name is the folder name.
+        key = hashlib.sha256(f"sam2-matting-client\0{owner}".encode()).hexdigest()[:32]
+        return self.owners_dir / key / digest
+
+    def _grant(self, digest: str, owner: str | None) -> None:
+        if not self.per_client or owner is None:
+            return
+        record = self._owner_file(digest, owner)
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.touch()
+
     def _stored_upload(self, digest: str) -> VideoRecord | None:
         try:
             record = self._upload_record(digest)
@@ -365,7 +408,8 @@ def media_blueprint(library: MediaLibrary) -> Blueprint:
     Files are sent with their MIME type, ETag and HTTP Range support (206 partial content,
     416 or the whole file as ``server.ranges`` says).
     Only names the library hands out are served; anything else, or a file that vanished,
-    is the service's JSON 404 (``NOT_FOUND``), never a 500.
+    is the service's JSON 404 (``NOT_FOUND``), never a 500. With per-client tokens an upload
+    and its poster are served only to the clients that sent it (another client: the same 404).
     """
     bp = Blueprint("media", __name__)
 
@@ -382,13 +426,19 @@ def media_blueprint(library: MediaLibrary) -> Blueprint:
     def poster_file(name: str) -> Response:
         if not POSTER_NAME.fullmatch(name):
             return not_found()
-        return _send(library.posters_dir / name, "image/jpeg", CACHE_IMMUTABLE)
+        upload = UPLOAD_POSTER.fullmatch(name)  # an upload's poster is its client's, too
+        if upload is not None and not library.may_use(upload.group(1), g.get("principal")):
+            return not_found()
+        private = upload is not None and library.per_client
+        return _send(library.posters_dir / name, "image/jpeg", CACHE_IMMUTABLE, private)
 
     @bp.get("/uploads/<path:name>")
     def upload_file(name: str) -> Response:
         if not UPLOAD_NAME.fullmatch(name):
             return not_found()
-        return _send(library.uploads_dir / name, "video/mp4", CACHE_IMMUTABLE)
+        if not library.may_use(name.removesuffix(".mp4"), g.get("principal")):
+            return not_found()
+        return _send(library.uploads_dir / name, "video/mp4", CACHE_IMMUTABLE, library.per_client)
 
     return bp
 
@@ -400,10 +450,15 @@ def init_app(app: Flask, library: MediaLibrary) -> None:
     app.register_blueprint(media_blueprint(library))
 
 
-def _send(path: Path, mimetype: str, max_age: int) -> Response:
+def _send(path: Path, mimetype: str, max_age: int, private: bool = False) -> Response:
+    """``path`` with Range support; ``private``: no shared cache may keep it (a client's own)."""
     ignore_unusable_range(request.environ)
     try:
-        return send_file(path, mimetype=mimetype, conditional=True, etag=True, max_age=max_age)
+        response = send_file(path, mimetype=mimetype, conditional=True, etag=True, max_age=max_age)
+        if private:
+            response.cache_control.public = False
+            response.cache_control.private = True
+        return response
     except (OSError, NotFound):
         # Gone between the check and the open (e.g. an operator cleaning up): still a 404.
         return not_found()
