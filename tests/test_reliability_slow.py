@@ -210,3 +210,25 @@ def test_slow_clients_do_not_starve_the_service(server: Server) -> None:
     )
     log = s.log_path.read_text()
     assert "Traceback" not in log, log[-3000:]
+
+
+@pytest.mark.parametrize(
+    ("data", "verdict"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: x\r\n", "wait"),
+        (b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", "ready"),
+        (b"GET / HTTP/1.1\nHost: x\n\n", "ready"),  # bare LF: gunicorn's parser refuses it
+        (b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nabc", "wait"),
+        (b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nabcde", "ready"),
+        (b"POST / HTTP/1.1\r\ncontent-length:5 \r\n\r\nabcdefgh", "ready"),  # pipelined
+        (b"POST / HTTP/1.1\r\nContent-Length: 70000\r\n\r\nabc", "ready"),  # the thread reads
+        (b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n", "ready"),  # the parser refuses it
+        (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", "ready"),
+        (b"POST / HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n", "ready"),
+        (b"GET / HTTP/1.1\r\nX: " + b"a" * 70_000, "too large"),
+    ],
+)
+def test_when_the_event_loop_hands_a_request_to_a_thread(data: bytes, verdict: str) -> None:
+    from server.worker import head_verdict
+
+    assert head_verdict(data) == verdict
