@@ -10,14 +10,18 @@ what a slow or stalled sender of such a body can hold:
 - at most ``body_slots(threads)`` requests read large bodies at once (all threads but two, at
   least one); one more gets ``503 BUSY`` at once, so the other threads stay free for clicks,
   streams and probes;
-- the body must keep coming: each ``PIECE`` bytes within ``read_timeout`` seconds (about
-  1.6 KB/s at 10 s), all of it within ``body_timeout`` seconds; a body that stalls (say, a
-  ``Content-Length`` longer than what is sent) or crawls is cut: the socket's reading side is
-  shut (a blocked read returns at once), the partial upload is deleted as any failed one, and
-  the answer is ``408 REQUEST_TIMEOUT`` with the connection closed.
+- until the app has read the whole body, it must keep coming: each ``PIECE`` bytes within
+  ``read_timeout`` seconds (about 1.6 KB/s at 10 s), all of it within ``body_timeout``
+  seconds; a body that stalls (say, a ``Content-Length`` longer than what is sent) or crawls
+  is cut: the socket's reading side is shut (a blocked read returns at once), the partial
+  upload is deleted as any failed one, and the answer is ``408 REQUEST_TIMEOUT``, after which
+  gunicorn closes the connection. What the app does after reading the body (a transcode) is
+  not timed here.
 
-A watchdog thread checks the deadlines four times a second. Outside gunicorn (no
-``gunicorn.socket`` in the environ: the Flask test client, another server) it does nothing.
+A watchdog thread checks the deadlines four times a second, counting the bytes received at the
+socket (:class:`CountingSocket`, which ``server.worker`` gives every connection; under another
+worker, the bytes the app has read). Outside gunicorn (no ``gunicorn.socket`` in the environ:
+the Flask test client, another server) it does nothing.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from typing import Any
 
 from server.config import Settings
 
-__all__ = ["PIECE", "SMALL_BODY", "BodyGuard", "body_slots", "large_body"]
+__all__ = ["PIECE", "SMALL_BODY", "BodyGuard", "CountingSocket", "body_slots", "large_body"]
 
 log = logging.getLogger(__name__)
 
@@ -58,53 +62,76 @@ def large_body(environ: dict[str, Any]) -> bool:
         return False  # the app refuses it before reading
 
 
+class CountingSocket:
+    """A socket that counts the bytes it received: ``server.worker`` gives every connection
+    one, so the watchdog sees a body's progress while a read blocks, at no extra copy."""
+
+    __slots__ = ("_sock", "received")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.received = 0
+
+    def recv(self, size: int, flags: int = 0) -> bytes:
+        data = self._sock.recv(size, flags)
+        self.received += len(data)
+        return data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
 class _Reading:
     """One large body being read: its socket and its progress."""
 
-    def __init__(self, sock: socket.socket, length: int | None) -> None:
+    def __init__(self, sock: Any, length: int | None) -> None:
         self.sock = sock
         self.length = length
-        self.started = self.progress_at = time.monotonic()
-        self.received = 0
+        self.through = 0  # bytes the app has read
+        self.done = False  # the whole body was read
         self.cut: str | None = None  # why the watchdog cut it
+        self.started = self.mark_at = time.monotonic()
+        self.base = self._counted()
+        self.mark = 0  # bytes received at mark_at
+
+    def _counted(self) -> int:
+        # At the socket under the service's worker; else what the app has read.
+        received = getattr(self.sock, "received", None)
+        return received if isinstance(received, int) else self.through
+
+    def received(self) -> int:
+        return self._counted() - self.base
 
     def cut_off(self, reason: str) -> None:
         self.cut = reason
         _shut_reading(self.sock)  # a read blocked on it returns b"" now
 
 
-class _PacedInput:
-    """``wsgi.input`` read in pieces, so that progress is seen while a large read blocks."""
+class _CountedInput:
+    """``wsgi.input``, telling when the whole body has been read (the pace no longer applies:
+    a long transcode is not a slow client)."""
 
     def __init__(self, stream: Any, reading: _Reading) -> None:
         self._stream = stream
         self._reading = reading
 
-    def _count(self, data: bytes) -> bytes:
-        if data:
-            self._reading.received += len(data)
-            self._reading.progress_at = time.monotonic()
+    def _count(self, data: bytes, asked: int | None) -> bytes:
+        r = self._reading
+        r.through += len(data)
+        if (not data and asked != 0) or (r.length is not None and r.through >= r.length):
+            r.done = True
         return data
 
     def read(self, size: int | None = -1) -> bytes:
-        if size is None or size < 0:
-            parts = []
-            while piece := self._count(self._stream.read(PIECE)):
-                parts.append(piece)
-            return b"".join(parts)
-        out = bytearray()
-        while len(out) < size:
-            piece = self._count(self._stream.read(min(PIECE, size - len(out))))
-            if not piece:
-                break
-            out += piece
-        return bytes(out)
+        return self._count(self._stream.read(size), size)
 
     def readline(self, size: int | None = None) -> bytes:
-        return self._count(self._stream.readline(size))
+        return self._count(self._stream.readline(size), size)
 
     def readlines(self, hint: int | None = None) -> list[bytes]:
-        return [self._count(line) for line in self._stream.readlines(hint)]
+        lines = self._stream.readlines(hint)
+        self._count(b"".join(lines), None if lines else -1)
+        return list(lines)
 
     def __iter__(self) -> Any:
         return iter(self.readline, b"")
@@ -135,18 +162,24 @@ class BodyGuard:
                 " received; retry in a few seconds"
             )
             return _answer(start_response, "503 Service Unavailable", "BUSY", message)
+        reading: _Reading | None = None
         try:
-            length = int(environ.get("CONTENT_LENGTH") or 0) or None
-        except ValueError:
-            length = None
-        reading = _Reading(sock, length)
-        environ["wsgi.input"] = _PacedInput(environ["wsgi.input"], reading)
-        self._watch(reading)
-        try:
+            try:
+                length = int(environ.get("CONTENT_LENGTH") or 0) or None
+            except ValueError:
+                length = None
+            reading = _Reading(sock, length)
+            environ["wsgi.input"] = _CountedInput(environ["wsgi.input"], reading)
+            self._watch(reading)
             return self._run(environ, start_response, reading)
         finally:
-            with self._lock:
-                self._readings.discard(reading)
+            if reading is not None:
+                with self._lock:
+                    self._readings.discard(reading)
+            if reading is None or not reading.done:
+                # The app answered without reading the whole body (401, 413, ...): gunicorn
+                # would drain the rest for up to 5 s on this thread, the slot already free.
+                _shut_reading(sock)
             self._free.release()
 
     def _run(
@@ -185,18 +218,21 @@ class BodyGuard:
             time.sleep(CHECK_EVERY)
             now = time.monotonic()
             with self._lock:
-                readings = [r for r in self._readings if r.cut is None]
+                readings = [r for r in self._readings if r.cut is None and not r.done]
             for r in readings:
+                got = r.received()
                 of = f" of {r.length}" if r.length else ""
-                if now - r.progress_at > self.read_timeout:
-                    r.cut_off(
-                        f"the request body is too slow: less than {PIECE} bytes came in"
-                        f" {self.read_timeout:g} s (after {r.received}{of} bytes)"
-                    )
-                elif now - r.started > self.body_timeout:
+                if now - r.started > self.body_timeout:
                     r.cut_off(
                         f"the request body took over {self.body_timeout:g} s"
-                        f" ({r.received}{of} bytes arrived)"
+                        f" ({got}{of} bytes arrived)"
+                    )
+                elif got - r.mark >= PIECE:
+                    r.mark, r.mark_at = got, now
+                elif now - r.mark_at > self.read_timeout:
+                    r.cut_off(
+                        f"the request body is too slow: less than {PIECE} bytes came in"
+                        f" {self.read_timeout:g} s (after {got}{of} bytes)"
                     )
 
 

@@ -26,15 +26,17 @@ import errno
 import json
 import re
 import selectors
+import socket
+import threading
 import time
 from functools import partial
 from typing import Any
 
-from gunicorn import http
+from gunicorn import http, util
 from gunicorn.http2 import negotiation
 from gunicorn.workers.gthread import ThreadWorker
 
-from server.body_guard import SMALL_BODY
+from server.body_guard import SMALL_BODY, CountingSocket
 from server.config import Settings
 
 __all__ = ["MAX_HEAD", "HeadReadingWorker", "head_verdict"]
@@ -42,6 +44,8 @@ __all__ = ["MAX_HEAD", "HeadReadingWorker", "head_verdict"]
 MAX_HEAD = 64 * 1024  # request line and headers
 RECV = 64 * 1024
 STOP_LINGER = 2.0  # a stopping worker keeps half-read connections this long at most
+LINGER = 2.0  # a graceful close drains what the client still sends this long (as gunicorn)
+LINGER_BYTES = 64 * 1024  # or this much
 _LENGTH = re.compile(rb"\ncontent-length[ \t]*:[ \t]*([0-9]{1,18})[ \t]*(?=\r?\n)")
 _HANDS_OFF = (b"\ntransfer-encoding", b"\nexpect", b"\nupgrade")
 
@@ -81,6 +85,15 @@ class _Pending:
         self.conn, self.buf, self.deadline = conn, bytearray(buf), deadline
 
 
+class _Linger:
+    """A connection closed gracefully: its write side is shut, its read side drained."""
+
+    __slots__ = ("deadline", "drained", "sock")
+
+    def __init__(self, sock: Any, deadline: float) -> None:
+        self.sock, self.deadline, self.drained = sock, deadline, 0
+
+
 class HeadReadingWorker(ThreadWorker):
     """gunicorn's ThreadWorker reading request heads (and small bodies) in its event loop."""
 
@@ -88,6 +101,7 @@ class HeadReadingWorker(ThreadWorker):
         super().__init__(*args, **kwargs)
         self.read_timeout = float(Settings.from_env().read_timeout)
         self.reading: dict[int, _Pending] = {}
+        self.lingering: dict[int, _Linger] = {}
 
     # -- gunicorn's hooks ---------------------------------------------------------------------
 
@@ -101,6 +115,9 @@ class HeadReadingWorker(ThreadWorker):
         ):
             super().enqueue_req(conn)
             return
+        if not isinstance(conn.sock, CountingSocket):  # a new connection
+            conn.sock = CountingSocket(conn.sock)
+            conn.close = partial(self._close, conn)
         buffered = conn.parser.unreader.take_buffered() if conn.parser is not None else b""
         pending = _Pending(conn, buffered, time.monotonic() + self.read_timeout)
         if buffered and head_verdict(pending.buf) == READY:
@@ -111,9 +128,13 @@ class HeadReadingWorker(ThreadWorker):
         self.poller.register(conn.sock, selectors.EVENT_READ, partial(self._on_readable, pending))
 
     def murder_pending(self) -> None:
-        """Also close the connections whose head did not arrive in time."""
+        """Also close the connections whose head did not arrive in time, and end lingering
+        closes."""
         super().murder_pending()
         now = time.monotonic()
+        for linger in list(self.lingering.values()):
+            if linger.deadline <= now or not self.alive:
+                self._end_linger(linger)
         for pending in list(self.reading.values()):
             if not self.alive:
                 pending.deadline = min(pending.deadline, now + STOP_LINGER)
@@ -140,6 +161,51 @@ class HeadReadingWorker(ThreadWorker):
             self._dispatch(pending)
         elif verdict == TOO_LARGE:
             self._drop(pending, _answer(431, f"the request headers are over {MAX_HEAD} bytes"))
+
+    def _close(self, conn: Any, graceful: bool = False) -> None:
+        """TConn.close: a graceful close lingers in the event loop, not blocking it.
+
+        gunicorn's graceful close (RFC 9112 section 9.6: FIN, then read until the peer closes,
+        at most 2 s) reads with a blocking socket in the main thread: 30 clients that sent a
+        whole ``Connection: close`` request and then kept the connection open stalled every
+        other connection for 60 s.
+        """
+        if not graceful:
+            util.close(conn.sock)
+            return
+        if threading.current_thread() is not threading.main_thread():
+            util.close_graceful(conn.sock)  # not the event loop's thread: gunicorn's way
+            return
+        sock = conn.sock
+        try:
+            sock.shutdown(socket.SHUT_WR)
+            sock.setblocking(False)
+        except OSError:
+            util.close(sock)
+            return
+        linger = _Linger(sock, time.monotonic() + LINGER)
+        self.lingering[id(sock)] = linger
+        try:
+            self.poller.register(sock, selectors.EVENT_READ, partial(self._on_linger, linger))
+        except (KeyError, ValueError, OSError):
+            self._end_linger(linger)
+
+    def _on_linger(self, linger: _Linger, sock: Any) -> None:
+        try:
+            data = sock.recv(RECV)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        linger.drained += len(data)
+        if not data or linger.drained >= LINGER_BYTES:
+            self._end_linger(linger)
+
+    def _end_linger(self, linger: _Linger) -> None:
+        self.lingering.pop(id(linger.sock), None)
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self.poller.unregister(linger.sock)
+        util.close(linger.sock)
 
     def _dispatch(self, pending: _Pending) -> None:
         conn = pending.conn
