@@ -20,6 +20,7 @@ from werkzeug.exceptions import HTTPException
 
 from sam2_matting.predictor import MattingPredictor, build_matting_predictor
 from server import errors
+from server.body_guard import BodyGuard
 from server.config import Settings
 from server.errors import FORBIDDEN, UNAUTHENTICATED, json_error
 from server.exports import ExportJobs
@@ -90,6 +91,8 @@ def create_app(
     services = AppContext(settings, store, library, base_url, exports)
 
     app = Flask(__name__)
+    # Under gunicorn: large bodies (uploads) keep a pace and take a bounded share of threads.
+    app.wsgi_app = BodyGuard(app.wsgi_app, settings)  # type: ignore[method-assign]
     # Flask refuses larger bodies before reading them; the library enforces the exact limit.
     app.config["MAX_CONTENT_LENGTH"] = settings.max_upload_bytes + 1024 * 1024
     app.extensions["sam2_matting"] = services

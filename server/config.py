@@ -49,7 +49,14 @@ _AT_LEAST: dict[str, float] = {
     "max_aliases": 1,
     "max_tokens": 1,
 }
-_POSITIVE = ("session_ttl", "export_ttl", "max_duration_sec", "max_fps")  # > 0, finite
+_POSITIVE = (
+    "session_ttl",
+    "export_ttl",
+    "max_duration_sec",
+    "max_fps",
+    "read_timeout",
+    "body_timeout",
+)  # > 0, finite
 _NOT_EMPTY = ("model", "checkpoint_dir", "host", "data", "gallery")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 _REPLICA_ID = re.compile(r"[A-Za-z0-9_.-]{0,64}")
@@ -77,6 +84,11 @@ class Settings:
     )
     threads: int = field(default=8, metadata={"help": "gunicorn threads"})
     graceful_timeout: int = field(default=20, metadata={"help": "seconds to finish on SIGTERM"})
+    read_timeout: float = field(
+        default=10.0,
+        metadata={"help": "seconds for a request's headers; an upload must not stall longer"},
+    )
+    body_timeout: float = field(default=600.0, metadata={"help": "seconds for a whole upload body"})
     replica_id: str = field(
         default="", metadata={"help": "prefix of session ids, for a proxy routing to replicas"}
     )
@@ -101,7 +113,7 @@ class Settings:
     api_token: str | None = field(default=None, metadata={"help": "bearer token (optional)"})
     api_tokens: tuple[str, ...] = field(
         default=(),
-        metadata={"help": "per-client bearer tokens, name:token,... (sessions stay private)"},
+        metadata={"help": "per-client bearer tokens, name:token,... (sessions, uploads private)"},
     )
     cors_origins: tuple[str, ...] = field(
         default=("http://localhost:7262", "http://127.0.0.1:7262"),
@@ -174,7 +186,7 @@ class Settings:
         """Client name -> bearer token; empty when the service is open (no token set).
 
         ``API_TOKEN`` is the client ``default``; ``API_TOKENS`` names one client per token.
-        Sessions and exports belong to the client that made them.
+        Sessions, exports and uploads belong to the clients that made them.
         """
         out: dict[str, str] = {}
         if self.api_token:

@@ -1,10 +1,12 @@
 """gunicorn settings of the service, read from the same environment as the app.
 
 One worker (the model and the sessions live in one process), gthread with several threads so a
-cancel or a click is served while streams run. On SIGTERM the worker stops accepting, cancels
-running streams at once (each ends with a final part, see ``server.stream``) and exports (their
-partial files are deleted), waits up to the graceful timeout for the requests to finish, then
-closes the sessions; the compose file's stop grace period is longer than the timeout.
+cancel or a click is served while streams run; its request heads are read off those threads
+(``server.worker``), so slow clients cannot hold them. On SIGTERM the worker stops accepting,
+cancels running streams at once (each ends with a final part, see ``server.stream``) and
+exports (their partial files are deleted), waits up to the graceful timeout for the requests to
+finish, then closes the sessions; the compose file's stop grace period is longer than the
+timeout.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ _settings = Settings.from_env()
 
 bind = f"{_settings.host}:{_settings.port}"
 workers = 1
-worker_class = "gthread"
+# gthread, reading request heads (and small bodies) in its event loop, so a slow client holds
+# a buffer, not a thread (server.worker); large bodies keep a pace (server.body_guard).
+worker_class = "server.worker.HeadReadingWorker"
 threads = _settings.threads
 # Streams can run for minutes; gthread's timeout is the worker heartbeat, not a request limit.
 timeout = 120

@@ -13,6 +13,14 @@ A client only ever names a video by an id the library handed out (``gallery/<fil
 to a file on the server; a client-supplied path never reaches the filesystem. Layout under
 ``settings.data``: ``uploads/<sha256>.mp4`` (content-addressed, transcoded), ``posters/*.jpg``
 and ``tmp/`` (uploads in progress, always removed).
+
+With per-client tokens (``API_TOKENS``) an upload belongs to the clients that sent it: the
+file stays shared (one per content), and ``owners/<client key>/<sha256>`` records who may use
+it (files, so they survive restarts and are seen by every worker and replica on the data
+folder). Another client's upload is answered exactly as an unknown one, on ``startSession``,
+the media routes and its poster; a client sending the same bytes gets its own access, after
+the same work as a new upload (so the answer's timing does not tell that it was stored).
+Without ``API_TOKENS`` every client may use every upload, as in the SAM 2 demo.
 """
 
 from __future__ import annotations
@@ -91,7 +99,10 @@ class MediaLibrary:
         self.uploads_dir = self.data_dir / "uploads"
         self.posters_dir = self.data_dir / "posters"
         self.tmp_dir = self.data_dir / "tmp"
-        for folder in (self.uploads_dir, self.posters_dir, self.tmp_dir):
+        self.owners_dir = self.data_dir / "owners"
+        # Uploads are bound to their clients only with per-client tokens (API_TOKENS).
+        self.per_client = bool(settings.api_tokens)
+        for folder in (self.uploads_dir, self.posters_dir, self.tmp_dir, self.owners_dir):
             folder.mkdir(parents=True, exist_ok=True)
         self._remove_stale_temps()
         self._lock = threading.Lock()
@@ -123,20 +134,28 @@ class MediaLibrary:
             raise NotFoundError("the gallery is empty: no default video")
         return next(iter(self._gallery.values()))
 
-    def resolve(self, video_id: str) -> VideoRecord:
+    def resolve(self, video_id: str, owner: str | None = None) -> VideoRecord:
         """The record of a gallery or upload id, e.g. ``gallery/a.mp4``, ``uploads/<hex>.mp4``.
 
         Only ids this library knows are accepted: InvalidInputError for a malformed id
-        (absolute, ``..``, backslash, control characters), NotFoundError for an unknown one.
+        (absolute, ``..``, backslash, control characters), NotFoundError for an unknown one,
+        and, with per-client tokens, for an upload client ``owner`` did not send (the same
+        message).
         """
         _check_id(video_id)
         record = self._gallery.get(video_id)
         if record is not None:
             return record
         match = UPLOAD_ID.fullmatch(video_id)
-        if match is None:
+        if match is None or not self.may_use(match.group(1), owner):
             raise NotFoundError(f"unknown video: {video_id[:100]}")
         return self._upload_record(match.group(1))
+
+    def may_use(self, digest: str, owner: str | None) -> bool:
+        """Whether client ``owner`` may use upload ``digest`` (always, without API_TOKENS)."""
+        if not self.per_client:
+            return True
+        return owner is not None and self._owner_file(digest, owner).is_file()
 
     def video_url(self, record: VideoRecord) -> str:
         """``Video.url``: ``<api_url>/<id>`` (a root-relative URL when api_url is empty)."""
@@ -155,12 +174,15 @@ class MediaLibrary:
         *,
         start_time_sec: float | None = None,
         duration_time_sec: float | None = None,
+        owner: str | None = None,
     ) -> VideoRecord:
-        """Store an uploaded video and return its record (``uploads/<sha256>.mp4``).
+        """Store an uploaded video for client ``owner`` and return its record
+        (``uploads/<sha256>.mp4``).
 
         ``stream`` is read in chunks (at most ``max_upload_bytes``), decoded and transcoded to
         H.264 MP4 under the limits, optionally trimmed to ``duration_time_sec`` seconds from
-        ``start_time_sec``; ``filename`` is only logged. Identical results share one file.
+        ``start_time_sec``; ``filename`` is only logged. Identical results share one file;
+        with per-client tokens ``owner`` may use it from then on.
         Raises LimitExceededError, VideoError or InvalidInputError; on any failure nothing is
         left behind.
         """
@@ -178,7 +200,7 @@ class MediaLibrary:
             digest = _upload_key(src, self.limits, start_time_sec, duration_time_sec)
             final = self.uploads_dir / f"{digest}.mp4"
             existing = self._stored_upload(digest)
-            if existing is not None:
+            if existing is not None and self.may_use(digest, owner):
                 log.info("upload %r is already stored as %s", _printable(filename), existing.id)
                 return existing
             info = transcode_h264(
@@ -189,6 +211,13 @@ class MediaLibrary:
                 duration_time_sec=duration_time_sec,
             )
             src.unlink()
+            if existing is not None:
+                # Stored for another client: the same work as a new upload was done (no timing
+                # hint), the stored file is kept (its bytes and ETag do not change under its
+                # other clients), and this client may use it now.
+                self._grant(digest, owner)
+                log.info("upload %r is already stored as %s", _printable(filename), existing.id)
+                return existing
             # The poster is written first, so an upload that exists always has its poster.
             record = self._probe(out, f"uploads/{digest}.mp4", f"posters/{digest}.jpg")
             try:
@@ -204,6 +233,7 @@ class MediaLibrary:
             src.unlink(missing_ok=True)
             out.unlink(missing_ok=True)
         record = replace(record, file=final)
+        self._grant(digest, owner)
         with self._lock:
             self._uploads[digest] = record
         log.info(
@@ -278,6 +308,18 @@ class MediaLibrary:
                 duration=video.frame_count / fps if fps > 0 else 0.0,
                 poster=poster,
             )
+
+    def _owner_file(self, digest: str, owner: str) -> Path:
+        # Client names are free text: a hash of the name is the folder name.
+        key = hashlib.sha256(f"sam2-matting-client\0{owner}".encode()).hexdigest()[:32]
+        return self.owners_dir / key / digest
+
+    def _grant(self, digest: str, owner: str | None) -> None:
+        if not self.per_client or owner is None:
+            return
+        record = self._owner_file(digest, owner)
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.touch()
 
     def _stored_upload(self, digest: str) -> VideoRecord | None:
         try:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from flask import Blueprint, Flask, Response, request, send_file
+from flask import Blueprint, Flask, Response, g, request, send_file
 from werkzeug.exceptions import NotFound
 
 from sam2_matting.errors import MattingError
@@ -19,6 +19,7 @@ from server.ranges import ignore_unusable_range
 
 MIME_TYPES = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime"}
 UPLOAD_NAME = re.compile(r"[0-9a-f]{64}\.mp4")
+UPLOAD_POSTER = re.compile(r"([0-9a-f]{64})\.jpg")
 POSTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}\.jpg")
 CACHE_IMMUTABLE = 365 * 24 * 3600  # content-addressed files never change under their name
 CACHE_GALLERY = 300
@@ -30,7 +31,8 @@ def media_blueprint(library: MediaLibrary) -> Blueprint:
     Files are sent with their MIME type, ETag and HTTP Range support (206 partial content,
     416 or the whole file as ``server.ranges`` says).
     Only names the library hands out are served; anything else, or a file that vanished,
-    is the service's JSON 404 (``NOT_FOUND``), never a 500.
+    is the service's JSON 404 (``NOT_FOUND``), never a 500. With per-client tokens an upload
+    and its poster are served only to the clients that sent it (another client: the same 404).
     """
     bp = Blueprint("media", __name__)
 
@@ -47,13 +49,19 @@ def media_blueprint(library: MediaLibrary) -> Blueprint:
     def poster_file(name: str) -> Response:
         if not POSTER_NAME.fullmatch(name):
             return not_found()
-        return _send(library.posters_dir / name, "image/jpeg", CACHE_IMMUTABLE)
+        upload = UPLOAD_POSTER.fullmatch(name)  # an upload's poster is its client's, too
+        if upload is not None and not library.may_use(upload.group(1), g.get("principal")):
+            return not_found()
+        private = upload is not None and library.per_client
+        return _send(library.posters_dir / name, "image/jpeg", CACHE_IMMUTABLE, private)
 
     @bp.get("/uploads/<path:name>")
     def upload_file(name: str) -> Response:
         if not UPLOAD_NAME.fullmatch(name):
             return not_found()
-        return _send(library.uploads_dir / name, "video/mp4", CACHE_IMMUTABLE)
+        if not library.may_use(name.removesuffix(".mp4"), g.get("principal")):
+            return not_found()
+        return _send(library.uploads_dir / name, "video/mp4", CACHE_IMMUTABLE, library.per_client)
 
     return bp
 
@@ -65,10 +73,15 @@ def init_app(app: Flask, library: MediaLibrary) -> None:
     app.register_blueprint(media_blueprint(library))
 
 
-def _send(path: Path, mimetype: str, max_age: int) -> Response:
+def _send(path: Path, mimetype: str, max_age: int, private: bool = False) -> Response:
+    """``path`` with Range support; ``private``: no shared cache may keep it (a client's own)."""
     ignore_unusable_range(request.environ)
     try:
-        return send_file(path, mimetype=mimetype, conditional=True, etag=True, max_age=max_age)
+        response = send_file(path, mimetype=mimetype, conditional=True, etag=True, max_age=max_age)
+        if private:
+            response.cache_control.public = False
+            response.cache_control.private = True
+        return response
     except (OSError, NotFound):
         # Gone between the check and the open (e.g. an operator cleaning up): still a 404.
         return not_found()

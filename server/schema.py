@@ -77,7 +77,7 @@ def _background(ctx: AppContext, text: str | None) -> Any:
     if text is None:
         return None
     if text.startswith(("gallery/", "uploads/")):
-        return BackgroundSpec("video", path=ctx.library.resolve(text).file)
+        return BackgroundSpec("video", path=ctx.library.resolve(text, ctx.principal).file)
     return BackgroundSpec("colour", colour=parse_colour(text))
 
 
@@ -197,7 +197,11 @@ class Mutation:
         ctx = ctx_of(info)
         name = getattr(file, "filename", None) or "upload"
         record = ctx.library.ingest_upload(
-            file, name, start_time_sec=start_time_sec, duration_time_sec=duration_time_sec
+            file,
+            name,
+            start_time_sec=start_time_sec,
+            duration_time_sec=duration_time_sec,
+            owner=ctx.principal,
         )
         return Video.from_record(record, ctx.base_url)
 
@@ -205,7 +209,7 @@ class Mutation:
     @guarded
     def start_session(self, info: strawberry.Info, input: StartSessionInput) -> StartSession:
         ctx = ctx_of(info)
-        record = ctx.library.resolve(input.path)
+        record = ctx.library.resolve(input.path, ctx.principal)
         return StartSession(session_id=ctx.store.create(record, owner=ctx.principal).id)
 
     @strawberry.mutation

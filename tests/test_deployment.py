@@ -44,6 +44,7 @@ NJS_MODULES = [
     Path("/usr/lib64/nginx/modules/ngx_http_js_module.so"),  # Fedora, RHEL
 ]
 ORIGIN = "http://localhost:7262"  # the stock frontend's origin, allowed by default
+PROXY_TIMEOUT = 3.0  # nginx's client header and body timeouts in the tests (10 s as written)
 
 START = "mutation StartSession($input: StartSessionInput!) { startSession(input: $input) { sessionId } }"
 CLOSE = (
@@ -575,8 +576,9 @@ def deployment(
 ) -> Iterator[Deployment]:
     """nginx with deploy/nginx/{nginx.conf,sam2-matting.conf,session_route.js} in front of them.
 
-    The example is used as written, with addresses, paths and one buffer size changed: the
-    GraphQL body buffer drops from 16m to 8k so that a test can send a body over it.
+    The example is used as written, with addresses, paths, one buffer size and two timeouts
+    changed: the GraphQL body buffer drops from 16m to 8k so that a test can send a body over
+    it, and the client header and body timeouts from 10 s to 3 s so that a test sees them.
     """
     binary, module = _nginx()
     prefix = tmp_path_factory.mktemp("nginx")
@@ -590,6 +592,8 @@ def deployment(
     conf = _substitute(conf, "listen 8080;", f"listen 127.0.0.1:{port};", 1)
     conf = _substitute(conf, "/var/log/nginx/", f"{prefix}/")
     conf = _substitute(conf, "client_body_buffer_size 16m;", "client_body_buffer_size 8k;", 1)
+    for timeout in ("client_header_timeout", "client_body_timeout"):
+        conf = _substitute(conf, f"{timeout} 10s;", f"{timeout} {PROXY_TIMEOUT:g}s;", 1)
     (prefix / "sam2-matting.conf").write_text(conf)
     main = (NGINX_DIR / "nginx.conf").read_text()
     main = _substitute(main, "load_module modules/ngx_http_js_module.so;", f"load_module {module};")
@@ -807,6 +811,66 @@ def test_media_uploads_and_cors_through_the_proxy(
         assert proxy.click(sid, params={"tag": f"upload-{replica}"})["frameIndex"] == 0
         deployment.expect_routed(f"upload-{replica}", replica)
         assert proxy.close(sid)
+
+
+def test_slow_clients_wait_in_the_proxy_not_in_a_replica(
+    deployment: Deployment, replicas: dict[str, Any]
+) -> None:
+    """30 slow clients on the proxy: headers and upload bodies at a few bytes a second, bodies
+    shorter than their Content-Length. The replicas (4 threads, 2 of them for bodies) never see
+    them: a real upload through the proxy is stored, not BUSY; stalled requests are cut by
+    nginx."""
+    from test_reliability_slow import SlowClient, multipart_start, upload_head
+
+    port = int(deployment.proxy.url.rsplit(":", 1)[1])
+    clients = []
+    for i in range(30):
+        if i % 3 == 0:
+            opening, drip = f"GET /healthy HTTP/1.1\r\nHost: x\r\nX-{i}: ".encode(), b"ab"
+        elif i % 3 == 1:
+            opening, drip = upload_head(port, 200_000) + multipart_start(), b"xy"
+        else:
+            body = multipart_start() + b"x" * 70_000
+            opening, drip = upload_head(port, len(body) + 1000) + body, b""
+        clients.append(
+            SlowClient(("headers", "upload", "short upload")[i % 3], port, opening, drip)
+        )
+    started = time.monotonic()
+    try:
+        for _ in range(4):  # 2 s of dripping
+            for c in clients:
+                c.tick()
+            time.sleep(0.5)
+        assert requests.get(f"{deployment.proxy.url}/healthy", timeout=10).text == "OK"
+        clip = REPO / "tests" / "fixtures" / "hostile" / "valid.mp4"
+        r = requests.post(
+            f"{deployment.proxy.url}/graphql",
+            data={
+                "operations": json.dumps({"query": UPLOAD, "variables": {"file": None}}),
+                "map": json.dumps({"file": ["variables.file"]}),
+            },
+            files={"file": ("valid.mp4", clip.read_bytes(), "video/mp4")},
+            headers={"Origin": ORIGIN},
+            timeout=30,
+        )
+        assert r.status_code == 200 and "errors" not in r.json(), r.text[:300]
+        while time.monotonic() - started < PROXY_TIMEOUT + 10 and any(
+            c.closed_after is None for c in clients if c.kind == "short upload"
+        ):
+            for c in clients:
+                c.tick()
+            time.sleep(0.5)
+        stalled = [c for c in clients if c.kind == "short upload"]
+        assert all(c.closed_after is not None for c in stalled), "nginx kept a stalled body"
+    finally:
+        for c in clients:
+            if c.closed_after is None:
+                c.sock.close()
+    # Neither replica saw a slow request: no 408 or 503 of theirs, and one upload in all.
+    for replica in ("r1", "r2"):
+        log = (replicas["root"] / f"{replica}.log").read_text()
+        assert '" 408 ' not in log and '" 503 ' not in log, log[-2000:]
+        assert "cut off a request body" not in log and "refused a large body" not in log
 
 
 def test_healthchecks_pass_on_a_ready_replica_and_fail_on_none(replicas: dict[str, Any]) -> None:
