@@ -175,7 +175,7 @@ def _event(value: Any, where: str, video: dict[str, Any]) -> dict[str, Any]:
         out["frame"] = _int(e["frame"], f"{where}.frame", 0, last)
     if "object" in e:
         out["object"] = _int(e["object"], f"{where}.object", 0, MAX_OBJECT_ID)
-    if op in ("add_points", "add_box"):
+    if op == "add_points" or "points" in e or "labels" in e:
         points = _points(e.get("points", []), f"{where}.points", allow_empty=op == "add_box")
         out["points"] = points
         out["labels"] = _labels(e.get("labels", []), f"{where}.labels", len(points))
