@@ -312,3 +312,11 @@ def test_a_session_of_another_size_is_refused(
     with predictor.open(frames) as session, pytest.raises(InvalidInputError) as err:
         pf.replay(recorded[0], session)
     assert "for a 320x180 video of 5 frames; this one is 48x32 with 3 frames" in str(err.value)
+
+
+def test_the_documented_example_loads() -> None:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "prompts-file.md").read_text()
+    example = re.search(r"```json\n(.*?)```", text, re.S)
+    assert example is not None
+    doc = pf.loads(example.group(1))
+    assert [e["op"] for e in doc.events][-1] == "propagate" and doc.video["frame_count"] == 8
