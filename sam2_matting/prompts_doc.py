@@ -138,6 +138,17 @@ def model_identity(
     return ident
 
 
-def predictor_options(predictor: Any) -> dict[str, Any]:
-    """The options of a loaded predictor that change its output (the autocast dtype)."""
-    return {"dtype": str(predictor.dtype).removeprefix("torch.")}
+def session_options(session: Any) -> dict[str, Any]:
+    """The options of a session and its predictor that change the mattes: the autocast dtype,
+    and ``memory_window`` when the session bounds its memory (as given to ``open``)."""
+    options: dict[str, Any] = {"dtype": str(session.predictor.dtype).removeprefix("torch.")}
+    window = getattr(session, "memory_window", None)
+    if window is not None:
+        options["memory_window"] = int(window) - 1  # the session keeps one frame more
+    return options
+
+
+def open_options(doc_options: dict[str, Any]) -> dict[str, Any]:
+    """The ``predictor.open`` keyword arguments that reproduce a file's session options."""
+    window = doc_options.get("memory_window")
+    return {"memory_window": window} if isinstance(window, int) else {}

@@ -36,7 +36,8 @@ from sam2_matting.errors import InvalidInputError
 from sam2_matting.prompts_doc import (
     PromptsDoc,
     model_identity,
-    predictor_options,
+    open_options,
+    session_options,
     video_identity,
     video_sha256,
 )
@@ -57,9 +58,10 @@ __all__ = [
     "load",
     "loads",
     "model_identity",
-    "predictor_options",
+    "open_options",
     "record",
     "replay",
+    "session_options",
     "video_identity",
     "video_sha256",
 ]

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from sam2_matting.codec import encode_matte
-from sam2_matting.prompts_doc import PromptsDoc, predictor_options, video_identity
+from sam2_matting.prompts_doc import PromptsDoc, session_options, video_identity
 
 
 class RecordingSession:
@@ -39,7 +39,7 @@ class RecordingSession:
     ) -> None:
         self.session = session
         self.model = model
-        self.options = predictor_options(session.predictor) if options is None else options
+        self.options = session_options(session) if options is None else options
         self._video = video
         self._events: list[dict[str, Any]] = []
         self._log_lock = threading.Lock()

@@ -158,6 +158,10 @@ def _options(value: Any) -> dict[str, Any]:
     for key, item in value.items():
         if not (item is None or isinstance(item, str | bool | int | float)):
             raise _fail(f"options.{key}", "expected a string, number, boolean or null")
+    if value.get("memory_window") is not None:
+        _int(value["memory_window"], "options.memory_window", 1)
+    if "dtype" in value:
+        _str(value["dtype"], "options.dtype")
     return dict(value)
 
 

@@ -172,14 +172,14 @@ def test_prompts_saved_from_flags_repeat_the_run(
     model = ["--config", str(tiny_model.config), "--checkpoint", str(tiny_model.checkpoint)]
     first = main(
         ["matte", str(clip), "--point", "100,80", "--point", "20,20,0", "--frame", "2",
-         "--object", "2", "--box", "10,20,200,150", "--direction", "forward",
+         "--object", "2", "--box", "10,20,200,150", "--direction", "forward", "--max-frames", "3",
          "--save-prompts", str(saved), "--out", str(tmp_path / "first"), "--format", "png",
          "--device", "cpu", "--no-progress", *model]
     )  # fmt: skip
     assert first == 0, capsys.readouterr().err
     doc = pf.load(saved)
     assert [e["op"] for e in doc.events] == ["add_points", "add_points", "add_box", "propagate"]
-    assert doc.events[-1]["direction"] == "forward"
+    assert doc.events[-1]["direction"] == "forward" and doc.events[-1]["max_frames"] == 3
     second = main(
         ["matte", str(clip), "--prompts", str(saved), "--out", str(tmp_path / "second"),
          "--format", "png", "--device", "cpu", "--no-progress", *model]
@@ -219,6 +219,7 @@ def test_another_model_is_refused_unless_allowed(
 ) -> None:
     doc = copy.deepcopy(recorded[0])
     doc.model["checkpoint_sha256"] = "0" * 64
+    doc.events = [doc.events[2]]  # one click: the refusal is the point, not the replay
     other = pf.dump(doc, tmp_path / "other-model.json")
     model = ["--config", str(tiny_model.config), "--checkpoint", str(tiny_model.checkpoint)]
     args = [str(clip), "--prompts", str(other), "--format", "png", "--max-frames", "1", *model]
@@ -247,6 +248,17 @@ def test_recording_logs_only_calls_that_succeed(
         assert session.document().events == []
 
 
+def test_a_bounded_memory_is_an_option_the_replay_opens_with(
+    predictor: Any, tiny_model: Any, clip: Path
+) -> None:
+    model = pf.model_identity(tiny_model.config, tiny_model.checkpoint)
+    with predictor.open(clip, memory_window=40) as plain:
+        doc = pf.record(plain, model=model).document()
+    assert doc.options == {"dtype": "float32", "memory_window": 40}
+    with predictor.open(clip, **pf.open_options(doc.options)) as again:
+        assert pf.session_options(again) == doc.options
+
+
 def _valid(recorded: Any) -> dict[str, Any]:
     return copy.deepcopy(recorded[0].to_json())
 
@@ -261,6 +273,7 @@ def _valid(recorded: Any) -> dict[str, Any]:
         (lambda d: d["video"].pop("sha256"), "video.sha256: missing"),
         (lambda d: d["video"].update(width=0), "video.width: 0 is out of range"),
         (lambda d: d["model"].update(checkpoint_sha256="abc"), "model.checkpoint_sha256: expected"),
+        (lambda d: d["options"].update(memory_window=0), "options.memory_window: 0 is out"),
         (lambda d: d.update(events={}), "events: expected a list"),
         (lambda d: d["events"][0].update(op="nudge"), "events[0].op: expected one of add_points"),
         (lambda d: d["events"][0].update(frame=5), "events[0].frame: 5 is out of range [0, 4]"),

@@ -164,8 +164,8 @@ def run(args: argparse.Namespace) -> int:
         _make_parent(Path(args.save_prompts), "--save-prompts")
     doc, identity = _prompts_file(args, source)
     predictor = _predictor(args)
-    with predictor.open(source) as plain:
-        session, render = _prompt(plain, predictor, doc, identity, args)
+    with predictor.open(source, **_open_options(doc)) as plain:
+        session, render = _prompt(plain, doc, identity, args)
         wanted = args.export_object or list(session.object_ids)
         missing = set(wanted) - set(session.object_ids)
         if missing:
@@ -200,7 +200,15 @@ def _prompts_file(args: argparse.Namespace, source: Path) -> tuple[Any, Any]:
     return doc, identity
 
 
-def _prompt(plain: Any, predictor: Any, doc: Any, identity: Any, args: Any) -> tuple[Any, Any]:
+def _open_options(doc: Any) -> dict[str, Any]:
+    if doc is None:
+        return {}
+    from sam2_matting.prompts_file import open_options
+
+    return open_options(doc.options)
+
+
+def _prompt(plain: Any, doc: Any, identity: Any, args: Any) -> tuple[Any, Any]:
     """Apply the prompts (flags or file) to the session; returns it and the file's render."""
     from sam2_matting import prompts_file as pf
 
@@ -209,7 +217,7 @@ def _prompt(plain: Any, predictor: Any, doc: Any, identity: Any, args: Any) -> t
         for prompt in args.prompts:
             _apply(session, prompt, args.normalized)
         return session, None
-    options = pf.predictor_options(predictor)  # the model was compared before it loaded
+    options = pf.session_options(plain)  # the model was compared before it loaded
     for line in pf.check_model(doc, options=options, allow_other=args.allow_other_model):
         print(f"sam2-matting: warning: {line}", file=sys.stderr)
     return session, pf.replay(doc, session)
