@@ -333,3 +333,32 @@ def test_the_documented_example_loads() -> None:
     assert example is not None
     doc = pf.loads(example.group(1))
     assert [e["op"] for e in doc.events][-1] == "propagate" and doc.video["frame_count"] == 8
+
+
+def test_a_folder_of_frames_is_hashed_in_reading_order(tmp_path: Path) -> None:
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in (1, 2, 10):
+        Image.fromarray(np.full((4, 6, 3), i, np.uint8)).save(frames / f"{i}.png")
+    (frames / "notes.txt").write_text("not a frame")
+    first = pf.video_sha256(frames)
+    (frames / "notes.txt").write_text("still not a frame")
+    assert pf.video_sha256(frames) == first  # only the frames count
+    noise = np.random.default_rng(0).integers(0, 256, (8, 6, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(frames / "10.png")  # another size of file, so no cache hit
+    assert pf.video_sha256(frames) != first
+    with pytest.raises(InvalidInputError, match="video not found"):
+        pf.video_sha256(tmp_path / "missing.mp4")
+
+
+def test_matte_refuses_a_bad_prompts_file_in_one_line(
+    clip: Path, recorded: Any, tmp_path: Path, capsys: Any
+) -> None:
+    bad = _valid(recorded)
+    bad["version"] = 2
+    path = tmp_path / "v2.json"
+    path.write_text(json.dumps(bad))
+    for target in (path, tmp_path / "missing.json"):
+        code, lines = _cli_error(capsys, str(clip), "--prompts", str(target))
+        assert code == 2 and len(lines) == 1, lines
+        assert lines[0].startswith("sam2-matting: error: ") and str(target) in lines[0]
