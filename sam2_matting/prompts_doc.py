@@ -115,26 +115,32 @@ def model_identity(
     adapter: str | os.PathLike[str] | None = None,
     checkpoint_dir: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
-    """The ``model`` field for the arguments of ``build_matting_predictor``: the config's name,
-    the checkpoint's file name and sha256, and the adapter's folder name and sha256."""
-    from sam2_matting.errors import NotFoundError
+    """The ``model`` field for the arguments of ``build_matting_predictor``: the config's file
+    name (a size is named by its config, so ``--model tiny`` and ``--config`` of the same file
+    agree), the checkpoint's file name and sha256, the adapter's folder name and sha256."""
+    from sam2_matting.errors import CheckpointError, NotFoundError
     from sam2_matting.registry import get_model_spec, resolve_checkpoint
 
     ckpt = resolve_checkpoint(model, checkpoint, checkpoint_dir)
     try:
-        config = get_model_spec(str(model)).name
+        config = Path(get_model_spec(str(model)).config).name
     except NotFoundError:
         config = Path(str(model)).name
-    ident: dict[str, Any] = {
-        "config": config,
-        "checkpoint": ckpt.name,
-        "checkpoint_sha256": _file_sha256(ckpt),
-        "adapter": None,
-    }
-    if adapter is not None:
-        folder = Path(adapter)
-        files = sorted(e.name for e in folder.iterdir() if e.is_file() and e.name[0] != ".")
-        ident["adapter"] = {"name": folder.name, "sha256": _folder_sha256(folder, files)}
+    try:
+        ident: dict[str, Any] = {
+            "config": config,
+            "checkpoint": ckpt.name,
+            "checkpoint_sha256": _file_sha256(ckpt),
+            "adapter": None,
+        }
+        if adapter is not None:
+            folder = Path(adapter)
+            if not folder.is_dir():
+                raise CheckpointError(f"adapter folder not found: {folder}")
+            files = sorted(e.name for e in folder.iterdir() if e.is_file() and e.name[0] != ".")
+            ident["adapter"] = {"name": folder.name, "sha256": _folder_sha256(folder, files)}
+    except OSError as err:
+        raise CheckpointError(f"cannot read {err.filename}: {err.strerror}") from None
     return ident
 
 

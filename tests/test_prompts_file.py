@@ -362,3 +362,14 @@ def test_matte_refuses_a_bad_prompts_file_in_one_line(
         code, lines = _cli_error(capsys, str(clip), "--prompts", str(target))
         assert code == 2 and len(lines) == 1, lines
         assert lines[0].startswith("sam2-matting: error: ") and str(target) in lines[0]
+
+
+def test_model_identity_names_a_size_by_its_config(tiny_model: Any, tmp_path: Path) -> None:
+    from sam2_matting.errors import CheckpointError
+
+    by_size = pf.model_identity("t", tiny_model.checkpoint)
+    assert by_size["config"] == "sam2.1_hiera_t.yaml" and by_size["adapter"] is None
+    by_config = pf.model_identity("configs/sam2.1/sam2.1_hiera_t.yaml", tiny_model.checkpoint)
+    assert by_config == by_size
+    with pytest.raises(CheckpointError, match="adapter folder not found"):
+        pf.model_identity("t", tiny_model.checkpoint, adapter=tmp_path / "none")
