@@ -176,19 +176,21 @@ def check_model(
     options: dict[str, Any] | None = None,
     *,
     allow_other: bool = False,
+    override: str | None = "--allow-other-model",
 ) -> list[str]:
     """Compare the file's model identity and options with ours (each when given).
 
     Differences refuse the file with :class:`InvalidInputError`, or with ``allow_other`` are
     returned as warning lines (the mattes will then differ from the recorded session's).
+    ``override`` is named in the refusal as the way to allow it (``None``: no way).
     """
     diffs = [] if model is None else _differences("", doc.model, model)
     if options is not None:
         diffs += _differences("option ", doc.options, options)
     if diffs and not allow_other:
+        hint = f"; {override} uses it anyway" if override else ""
         raise InvalidInputError(
-            f"the prompts file was made with another model ({'; '.join(diffs)}); "
-            "--allow-other-model uses it anyway"
+            f"the prompts file was made with another model ({'; '.join(diffs)}){hint}"
         )
     return [f"the prompts file was made with another model: {d}" for d in diffs]
 
@@ -196,15 +198,35 @@ def check_model(
 # -- replay ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Propagation:
-    """A recorded propagation: ``run(session)`` does it again, yielding every frame's mattes."""
+    """A recorded propagation. ``run(session)`` does it again to the end, yielding every
+    frame's mattes (the render); ``as_recorded(session)`` stops where the recorded one did."""
 
     start_frame: int | None
     direction: str
     max_frames: int | None
+    frames: int | None = None  # how many frames the recorded one yielded
+
+    @classmethod
+    def of(cls, event: dict[str, Any]) -> Propagation:
+        return cls(event["start_frame"], event["direction"], event["max_frames"], event["frames"])
 
     def run(self, session: Any, **overrides: Any) -> Iterator[Any]:
         args = {"direction": self.direction, "max_frames": self.max_frames, **overrides}
         return session.propagate(self.start_frame, **args)
+
+    def as_recorded(self, session: Any) -> list[Any]:
+        """The frames the recorded propagation yielded, computed again (then it stops)."""
+        frames = self.run(session)
+        out: list[Any] = []
+        try:
+            while self.frames is None or len(out) < self.frames:
+                result = next(frames, None)
+                if result is None:
+                    break
+                out.append(result)
+        finally:
+            frames.close()  # type: ignore[attr-defined]
+        return out
 
 
 def _apply(session: Any, e: dict[str, Any], shape: tuple[int, int]) -> None:
@@ -233,25 +255,20 @@ def _apply(session: Any, e: dict[str, Any], shape: tuple[int, int]) -> None:
     elif op == "clear_video":
         session.clear_points_in_video()
     else:  # propagate, as far as it went
-        frames = Propagation(e["start_frame"], e["direction"], e["max_frames"]).run(session)
-        try:
-            for _ in range(e["frames"]):
-                if next(frames, None) is None:
-                    break
-        finally:
-            frames.close()  # type: ignore[attr-defined]
+        Propagation.of(e).as_recorded(session)
 
 
 def replay(doc: PromptsDoc, session: Any) -> Propagation | None:
     """Apply the file's events to ``session`` in order, all but a last propagation, which is
     returned (``None`` if the file does not end with one): running it gives the mattes the
-    recorded session got from it. A session of another size is refused."""
+    recorded session got from it (``run``), or, to leave the session as the recorded one was,
+    ``as_recorded``. A session of another size is refused."""
     check_session(doc, session)
     events = doc.events
     last = None
     if events and events[-1]["op"] == "propagate":
         e = events[-1]
-        last = Propagation(e["start_frame"], e["direction"], e["max_frames"])
+        last = Propagation.of(e)
         events = events[:-1]
     shape = (doc.video["height"], doc.video["width"])
     for i, e in enumerate(events):
