@@ -210,7 +210,16 @@ class Mutation:
     def start_session(self, info: strawberry.Info, input: StartSessionInput) -> StartSession:
         ctx = ctx_of(info)
         record = ctx.library.resolve(input.path, ctx.principal)
-        return StartSession(session_id=ctx.store.create(record, owner=ctx.principal).id)
+        entry = ctx.store.create(record, owner=ctx.principal)
+        if input.prompts is not None:
+            from server.prompts import replay_prompts
+
+            try:
+                replay_prompts(entry, input.prompts, record.file, ctx.settings)
+            except BaseException:
+                ctx.store.close(entry.id)  # a refused file leaves no session behind
+                raise
+        return StartSession(session_id=entry.id)
 
     @strawberry.mutation
     @guarded

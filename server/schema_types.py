@@ -122,6 +122,9 @@ class SessionInfo:
 @strawberry.input
 class StartSessionInput:
     path: str = strawberry.field(description="a video id: gallery/<name> or uploads/<hash>.mp4")
+    prompts: str | None = strawberry.field(
+        default=None, description="a prompts file (JSON text, docs/prompts-file.md) to replay"
+    )
 
 
 @strawberry.type

@@ -152,6 +152,11 @@ class SessionEntry:
                 return []
             return self._apply(lambda s: s.remove_object(object_id))
 
+    def replay(self, change: Callable[[MattingSession], list[FrameMattes]]) -> list[EncodedFrame]:
+        """Replay a prompts file (``change`` runs it on the session) under the same rule as
+        every verb: the cache then holds exactly the mattes the replay returned."""
+        return self._apply(change)
+
     def _apply_one(self, change: Callable[[MattingSession], FrameMattes]) -> EncodedFrame:
         (frame,) = self._apply(change)
         return frame

@@ -4,6 +4,8 @@
     sam2-matting matte clip.mp4 --frame 10 --object 1 --point 0.5,0.4 --normalized \\
         --object 2 --box 100,80,400,600 --format webm,alpha --background "#00ff00"
     sam2-matting matte frames/ --mask first_frame_mask.png --format png-zip --out matte.zip
+    sam2-matting matte clip.mp4 --point 640,360 --save-prompts clip.prompts.json
+    sam2-matting matte clip.mp4 --prompts clip.prompts.json --format png-zip
 
 Prompts belong to the latest ``--object`` (default 1) and ``--frame`` (default 0) before them.
 ``--point X,Y[,LABEL]`` (label 1 positive, 0 negative), ``--box X0,Y0,X1,Y1`` and ``--mask PNG``
@@ -13,11 +15,17 @@ formats ``--out`` is a base name and each format adds its extension. ``--foregro
 (the default) writes the object's own colour, estimated from the frame and the matte, where the
 matte is semi-transparent; ``source`` keeps the source pixel there (old background included).
 The model options are the ones of ``evaluate`` and ``serve``.
+
+``--prompts FILE`` replays a prompts file (docs/prompts-file.md: saved by the page, the service
+or ``--save-prompts``) instead of prompt flags; its last propagation is the one rendered unless
+``--direction`` or ``--max-frames`` say otherwise. A file made on another video is refused; one
+made with another model or options too, unless ``--allow-other-model``.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,6 +91,22 @@ def register(sub: Any) -> None:
     prompts.add_argument(
         "--normalized", action="store_true", help="coordinates are fractions [0,1] of the frame"
     )
+    prompts.add_argument(
+        "--prompts",
+        dest="prompts_file",
+        metavar="FILE",
+        help="replay a prompts file instead of --point, --box and --mask",
+    )
+    prompts.add_argument(
+        "--allow-other-model",
+        action="store_true",
+        help="replay a prompts file made with another model or options (with a warning)",
+    )
+    prompts.add_argument(
+        "--save-prompts",
+        metavar="FILE",
+        help="write the prompts of this run as a prompts file, to repeat it with --prompts",
+    )
     out = p.add_argument_group("output")
     out.add_argument(
         "--format",
@@ -118,9 +142,9 @@ def register(sub: Any) -> None:
     track = p.add_argument_group("propagation")
     track.add_argument(
         "--direction",
-        default="both",
         choices=DIRECTIONS,
-        help="from the first prompted frame (the last one for backward; default: both)",
+        help="from the first prompted frame (the last one for backward; default: both, or the "
+        "prompts file's)",
     )
     track.add_argument(
         "--max-frames", metavar="N", type=int, help="frames to propagate in each direction"
@@ -141,25 +165,77 @@ def run(args: argparse.Namespace) -> int:
         args.foreground = parse_foreground(args.foreground)
     except InvalidInputError as err:
         raise InvalidInputError(f"--{err}") from None
-    if not args.prompts:
-        raise InvalidInputError("give at least one --point, --box or --mask")
+    if args.prompts_file and args.prompts:
+        raise InvalidInputError(
+            "--prompts replaces --point, --box and --mask: give one or the other"
+        )
+    if not args.prompts and not args.prompts_file:
+        raise InvalidInputError("give at least one --point, --box or --mask, or --prompts FILE")
     source = Path(args.input)
     outputs = _output_paths(source, args.out, formats)
     for out in outputs:  # before the model runs: `--out out/clip` works on a fresh clone
         _make_parent(out)
+    if args.save_prompts:
+        _make_parent(Path(args.save_prompts), "--save-prompts")
+    doc, identity = _prompts_file(args, source)
     predictor = _predictor(args)
-    with predictor.open(source) as session:
-        for prompt in args.prompts:
-            _apply(session, prompt, args.normalized)
+    with predictor.open(source, **_open_options(doc)) as plain:
+        session, render = _prompt(plain, doc, identity, args)
         wanted = args.export_object or list(session.object_ids)
         missing = set(wanted) - set(session.object_ids)
         if missing:
             raise InvalidInputError(f"--export-object {sorted(missing)} has no prompt")
-        mattes = _propagate(session, args, wanted)
+        mattes = _propagate(session, args, wanted, render)
+        if args.save_prompts:
+            from sam2_matting.prompts_file import dump
+
+            print(f"wrote {dump(session.document(), args.save_prompts)}")
     for fmt, out in zip(formats, outputs, strict=True):
         _write(source, mattes, fmt, out, args)
         print(f"wrote {out}")
     return 0
+
+
+def _prompts_file(args: argparse.Namespace, source: Path) -> tuple[Any, Any]:
+    """The prompts file (checked against the video and the model) and the model's identity."""
+    if not (args.prompts_file or args.save_prompts):
+        return None, None
+    from sam2_matting.prompts_file import check_model, check_video, load, model_identity
+
+    doc = load(args.prompts_file) if args.prompts_file else None
+    if doc is not None:
+        check_video(doc, source)
+    kwargs = predictor_kwargs(args)
+    identity = model_identity(
+        kwargs["model"], kwargs["checkpoint"], kwargs["adapter"], kwargs["checkpoint_dir"]
+    )
+    if doc is not None:
+        for line in check_model(doc, identity, allow_other=args.allow_other_model):
+            print(f"sam2-matting: warning: {line}", file=sys.stderr)
+    return doc, identity
+
+
+def _open_options(doc: Any) -> dict[str, Any]:
+    if doc is None:
+        return {}
+    from sam2_matting.prompts_file import open_options
+
+    return open_options(doc.options)
+
+
+def _prompt(plain: Any, doc: Any, identity: Any, args: Any) -> tuple[Any, Any]:
+    """Apply the prompts (flags or file) to the session; returns it and the file's render."""
+    from sam2_matting import prompts_file as pf
+
+    session = pf.record(plain, model=identity) if args.save_prompts else plain
+    if doc is None:
+        for prompt in args.prompts:
+            _apply(session, prompt, args.normalized)
+        return session, None
+    options = pf.session_options(plain)  # the model was compared before it loaded
+    for line in pf.check_model(doc, options=options, allow_other=args.allow_other_model):
+        print(f"sam2-matting: warning: {line}", file=sys.stderr)
+    return session, pf.replay(doc, session)
 
 
 def _predictor(args: argparse.Namespace) -> Any:
@@ -213,17 +289,25 @@ def _read_mask(path: str, session: Any) -> np.ndarray:
     return mask
 
 
-def _propagate(session: Any, args: argparse.Namespace, wanted: list[int]) -> dict[int, dict]:
-    """Propagate and keep each frame's union matte, encoded (memory stays small)."""
+def _propagate(
+    session: Any, args: argparse.Namespace, wanted: list[int], render: Any = None
+) -> dict[int, dict]:
+    """Propagate and keep each frame's union matte, encoded (memory stays small).
+
+    ``render``: a prompts file's last propagation, whose settings apply where no flag is given.
+    """
     from tqdm import tqdm
 
     from sam2_matting.codec import encode_matte
 
     mattes: dict[int, dict] = {}
     started = time.perf_counter()
-    frames = session.propagate(direction=args.direction, max_frames=args.max_frames)
+    start, direction, max_frames = None, args.direction or "both", args.max_frames
+    if render is not None and args.direction is None and args.max_frames is None:
+        start, direction, max_frames = render.start_frame, render.direction, render.max_frames
+    frames = session.propagate(start, direction=direction, max_frames=max_frames)
     with tqdm(
-        total=session.frame_count if args.max_frames is None else None,
+        total=session.frame_count if max_frames is None else None,
         unit="frame",
         desc="matting",
         disable=args.no_progress,
@@ -268,13 +352,13 @@ def _write(source: Path, mattes: dict[int, dict], fmt: Any, out: Path, args: Any
         )
 
 
-def _make_parent(out: Path) -> None:
+def _make_parent(out: Path, option: str = "--out") -> None:
     """Create the folder ``out`` goes into, or say in one line why it cannot be."""
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise InvalidInputError(
-            f"--out {out}: cannot create the folder {out.parent} ({err.strerror})"
+            f"{option} {out}: cannot create the folder {out.parent} ({err.strerror})"
         ) from None
 
 
