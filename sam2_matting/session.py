@@ -22,17 +22,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from sam2_matting import prompt_input
 from sam2_matting import sam2_internals as internals
 from sam2_matting.errors import (
-    FrameIndexError,
     InvalidInputError,
     NotFoundError,
     SessionBusyError,
 )
 from sam2_matting.limits import (
     DEFAULT_MAX_OBJECTS,
-    MAX_OBJECT_ID,
-    MAX_POINTS,
     Direction,
     check_direction,
     check_max_frames,
@@ -152,7 +150,7 @@ class MattingSession:
         Returns the mattes of every object on that frame.
         """
         pts = self._check_points(points, normalized)
-        lab = self._check_labels(labels, len(pts))
+        lab = prompt_input.check_labels(labels, len(pts))
         if len(pts) == 0:
             raise InvalidInputError("add_points needs at least one point")
         return self._prompt(
@@ -185,7 +183,7 @@ class MattingSession:
         if b.shape != (2, 2) or not (b[0, 0] < b[1, 0] and b[0, 1] < b[1, 1]):
             raise InvalidInputError("box must be x0,y0,x1,y1 with x0 < x1 and y0 < y1")
         pts = self._check_points(points if points is not None else [], normalized)
-        lab = self._check_labels(labels if labels is not None else [], len(pts))
+        lab = prompt_input.check_labels(labels if labels is not None else [], len(pts))
         return self._prompt(
             frame_index,
             object_id,
@@ -204,18 +202,7 @@ class MattingSession:
 
     def add_mask(self, frame_index: int, object_id: int, mask: np.ndarray) -> FrameMattes:
         """Prompt with a mask of the video's size: bool, or uint8 alpha (>= 128 is inside)."""
-        m = np.asarray(mask)
-        if m.ndim != 2 or m.shape != (self.height, self.width):
-            raise InvalidInputError(
-                f"mask must be {self.height}x{self.width} (H x W), "
-                f"got {'x'.join(map(str, m.shape))}"
-            )
-        if m.dtype == np.bool_:
-            binary = m
-        elif m.dtype == np.uint8:
-            binary = m >= 128
-        else:
-            raise InvalidInputError(f"mask must be bool or uint8, got {m.dtype}")
+        binary = prompt_input.check_mask(mask, self.height, self.width)
         tensor = torch.from_numpy(np.ascontiguousarray(binary))
         return self._prompt(
             frame_index,
@@ -414,18 +401,10 @@ class MattingSession:
             raise SessionBusyError("the session is propagating; cancel it or wait for the end")
 
     def _check_frame(self, index: int) -> None:
-        if isinstance(index, bool) or not isinstance(index, int | np.integer):
-            raise InvalidInputError(f"frame index must be an integer, got {index!r}")
-        if not 0 <= index < self.frame_count:
-            raise FrameIndexError(
-                f"frame index {index} out of range: the video has {self.frame_count} frames"
-            )
+        prompt_input.check_frame(index, self.frame_count)
 
     def _check_object_id(self, object_id: int) -> None:
-        if isinstance(object_id, bool) or not isinstance(object_id, int | np.integer):
-            raise InvalidInputError(f"object id must be an integer, got {object_id!r}")
-        if not 0 <= object_id <= MAX_OBJECT_ID:
-            raise InvalidInputError(f"object id must be in [0, {MAX_OBJECT_ID}], got {object_id}")
+        prompt_input.check_object_id(object_id)
 
     def _check_known(self, object_id: int) -> None:
         self._check_object_id(object_id)
@@ -433,36 +412,7 @@ class MattingSession:
             raise NotFoundError(f"no object {object_id} in this session")
 
     def _check_points(self, points: Any, normalized: bool) -> np.ndarray:
-        try:
-            arr = np.asarray(points, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise InvalidInputError("points must be a list of [x, y] numbers") from None
-        if arr.size == 0:
-            return np.zeros((0, 2), dtype=np.float32)
-        if arr.ndim != 2 or arr.shape[1] != 2:
-            raise InvalidInputError("points must be a list of [x, y] pairs")
-        if len(arr) > MAX_POINTS:
-            raise InvalidInputError(f"at most {MAX_POINTS} points per prompt")
-        if not np.isfinite(arr).all():
-            raise InvalidInputError("points must be finite numbers (no NaN or infinity)")
-        # Model coordinates are always normalised to [0, 1]; allow half a pixel of slack.
-        if not normalized:
-            arr = arr / np.array([self.width, self.height], dtype=np.float64)
-        slack = 0.5 / max(self.width, self.height)
-        if (arr < -slack).any() or (arr > 1 + slack).any():
-            raise InvalidInputError("points must lie inside the frame")
-        return np.clip(arr, 0.0, 1.0).astype(np.float32)
-
-    def _check_labels(self, labels: Any, n: int) -> np.ndarray:
-        try:
-            lab = np.asarray(labels, dtype=np.float64).reshape(-1)
-        except (TypeError, ValueError):
-            raise InvalidInputError("labels must be a list of 0/1") from None
-        if len(lab) != n:
-            raise InvalidInputError(f"got {n} points but {len(lab)} labels")
-        if not np.isin(lab, (0, 1)).all():
-            raise InvalidInputError("labels must be 1 (positive) or 0 (negative)")
-        return lab.astype(np.int32)
+        return prompt_input.check_points(points, normalized, self.width, self.height)
 
     # -- lifecycle -------------------------------------------------------------------------
     def close(self) -> None:
