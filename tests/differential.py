@@ -227,29 +227,57 @@ def _ours(result: FrameMattes) -> tuple[int, tuple[int, ...], np.ndarray]:
 
 
 class OurSide:
-    """Applies operations to a :class:`MattingSession`."""
+    """Applies operations to a :class:`MattingSession`.
 
-    def __init__(self, session: MattingSession) -> None:
+    ``as_service=True`` passes the values the service's resolvers pass instead: points and
+    boxes as fractions of the frame, masks through the matte codec, and an unknown object's
+    removal as a no-op (as the demo does).
+    """
+
+    def __init__(self, session: MattingSession, *, as_service: bool = False) -> None:
         self.session = session
+        self.as_service = as_service
+
+    def _points(self, points: tuple[tuple[float, float], ...]) -> list[list[float]]:
+        if not self.as_service:
+            return [list(p) for p in points]
+        return [[x / self.session.width, y / self.session.height] for x, y in points]
+
+    def _mask(self, op: AddMask) -> np.ndarray:
+        if not self.as_service:
+            return op.mask()
+        from sam2_matting.codec import decode_matte, encode_matte
+
+        return decode_matte(encode_matte(op.mask().astype(np.uint8) * 255))
 
     def apply(self, op: Op) -> Outcome:
         s = self.session
+        norm = self.as_service
         try:
             if isinstance(op, AddPoints):
                 r = s.add_points(
-                    op.frame, op.obj, op.points, op.labels, clear_old_points=op.clear_old
+                    op.frame,
+                    op.obj,
+                    self._points(op.points),
+                    op.labels,
+                    normalized=norm,
+                    clear_old_points=op.clear_old,
                 )
                 return frames_of([_ours(r)])
             if isinstance(op, AddBox):
-                return frames_of([_ours(s.add_box(op.frame, op.obj, op.box))])
+                (x0, y0), (x1, y1) = self._points((op.box[:2], op.box[2:]))
+                r = s.add_box(op.frame, op.obj, (x0, y0, x1, y1), normalized=norm)
+                return frames_of([_ours(r)])
             if isinstance(op, AddMask):
-                return frames_of([_ours(s.add_mask(op.frame, op.obj, op.mask()))])
+                return frames_of([_ours(s.add_mask(op.frame, op.obj, self._mask(op)))])
             if isinstance(op, ClearFrame):
                 return frames_of([_ours(s.clear_points_in_frame(op.frame, op.obj))])
             if isinstance(op, ClearVideo):
                 s.clear_points_in_video()
                 return ("none", [])
             if isinstance(op, RemoveObject):
+                if self.as_service and op.obj not in s.object_ids:
+                    return frames_of([])
                 return frames_of([_ours(r) for r in s.remove_object(op.obj)])
             out = []
             direction = check_direction(op.direction)

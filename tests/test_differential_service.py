@@ -31,6 +31,7 @@ from differential import (
     ClearFrame,
     ClearVideo,
     Op,
+    OurSide,
     Outcome,
     Propagate,
     RemoveObject,
@@ -43,10 +44,7 @@ from savi_stream import parse_savi_stream
 from service import Server, launch
 
 from sam2_matting.codec import decode_matte, encode_matte
-from sam2_matting.errors import MattingError
-from sam2_matting.limits import check_direction
 from sam2_matting.predictor import MattingPredictor
-from sam2_matting.session import FrameMattes, MattingSession
 from sam2_matting.tiny import TinyModelFiles
 
 SERVICE_SEQUENCES = 12
@@ -167,53 +165,6 @@ class ServiceSide:
         return frames_of(out)
 
 
-class InProcessSide:
-    """The same values through the Python API, as the service's resolvers pass them."""
-
-    def __init__(self, session: MattingSession) -> None:
-        self.session = session
-
-    def apply(self, op: Op) -> Outcome:
-        s = self.session
-        try:
-            if isinstance(op, AddPoints):
-                r = s.add_points(
-                    op.frame,
-                    op.obj,
-                    _norm(op.points),
-                    list(op.labels),
-                    normalized=True,
-                    clear_old_points=op.clear_old,
-                )
-                return frames_of([_frame(r)])
-            if isinstance(op, AddBox):
-                return frames_of(
-                    [_frame(s.add_box(op.frame, op.obj, _box(op.box), normalized=True))]
-                )
-            if isinstance(op, AddMask):
-                mask = decode_matte(encode_matte(op.mask().astype(np.uint8) * 255))
-                return frames_of([_frame(s.add_mask(op.frame, op.obj, mask))])
-            if isinstance(op, ClearFrame):
-                return frames_of([_frame(s.clear_points_in_frame(op.frame, op.obj))])
-            if isinstance(op, ClearVideo):
-                s.clear_points_in_video()
-                return ("none", [])
-            if isinstance(op, RemoveObject):
-                if op.obj not in s.object_ids:
-                    return frames_of([])  # the service, as the demo: an unknown id changes nothing
-                return frames_of([_frame(r) for r in s.remove_object(op.obj)])
-            assert isinstance(op, Propagate)
-            direction = check_direction(op.direction)
-            gen = s.propagate(op.start, direction=direction, max_frames=op.max_frames)
-            return frames_of([_frame(r) for r in gen])
-        except MattingError as err:
-            return ("error", err.code)
-
-
-def _frame(r: FrameMattes) -> tuple[int, tuple[int, ...], np.ndarray]:
-    return (r.frame_index, r.object_ids, r.alphas)
-
-
 def assert_identical(step: int, op: Op, service: Outcome, local: Outcome) -> None:
     where = f"step {step} {op!r}"
     COUNTS["service steps"] += 1
@@ -257,7 +208,7 @@ def replay(service: tuple[Server, Path], local: MattingPredictor, ops: list[Op])
     remote = ServiceSide(server, "gallery/clip.mp4")
     try:
         with local.open(clip) as session:
-            here = InProcessSide(session)
+            here = OurSide(session, as_service=True)
             for step, raw in enumerate(ops):
                 op = for_service(raw)
                 assert_identical(step, op, remote.apply(op), here.apply(op))
