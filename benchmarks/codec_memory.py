@@ -28,6 +28,8 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+from sam2_matting.codec.rle_input import encode_varint
+
 FORMAT = "matte-rle/1"
 
 CHILD = """
@@ -45,15 +47,6 @@ seconds = time.perf_counter() - start
 after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"rise_kib": after - before, "seconds": seconds, "verdict": verdict}))
 """
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
 
 
 def _deflated(pieces: list[tuple[bytes, int]], tail: bytes = b"") -> bytes:
@@ -80,16 +73,16 @@ def many_tokens(height: int, width: int) -> dict[str, Any]:
     """H*W one-pixel full runs, then one stray payload byte: wrong only at the very end."""
     n = height * width
     ones = b"\x01" * min(n, 1 << 24)
-    pieces = [(_varint(n), 1), (ones, n // len(ones)), (ones[: n % len(ones)], 1)]
+    pieces = [(encode_varint(n), 1), (ones, n // len(ones)), (ones[: n % len(ones)], 1)]
     return _matte(height, width, b"\x01" + _deflated(pieces, b"\7"))
 
 
 def literal_then_junk(height: int, width: int) -> dict[str, Any]:
     """One literal span over the whole matte, with half the payload it needs."""
     n = height * width
-    header = _varint(4 * (n - 1) + 2)
+    header = encode_varint(4 * (n - 1) + 2)
     payload = b"\x05" * min(n // 2, 1 << 24)
-    pieces = [(_varint(len(header)) + header, 1), (payload, max(1, n // 2 // len(payload)))]
+    pieces = [(encode_varint(len(header)) + header, 1), (payload, max(1, n // 2 // len(payload)))]
     return _matte(height, width, b"\x01" + _deflated(pieces))
 
 

@@ -28,6 +28,7 @@ sys.path.insert(0, str(REPO))
 
 from sam2_matting.codec import CodecError, decode_matte, encode_legacy, encode_matte  # noqa: E402
 from sam2_matting.codec.rle import FORMAT, _encode_body, max_blob_bytes  # noqa: E402
+from sam2_matting.codec.rle_input import encode_varint  # noqa: E402
 from sam2_matting.codec.synthetic import noise_matte, soft_matte  # noqa: E402
 
 FIXTURES = REPO / "tests" / "fixtures" / "codec"
@@ -37,19 +38,10 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _body(tokens: list[tuple[int, int]], payload: bytes = b"") -> bytes:
     """A token body from (kind, length) pairs and payload bytes."""
-    headers = b"".join(_varint(((length - 1) << 2) | kind) for kind, length in tokens)
-    return _varint(len(headers)) + headers + payload
+    headers = b"".join(encode_varint(((length - 1) << 2) | kind) for kind, length in tokens)
+    return encode_varint(len(headers)) + headers + payload
 
 
 def _matte(size: list[Any], blob: bytes, loose: bool = False) -> dict[str, Any]:
@@ -243,7 +235,7 @@ def bad_cases() -> list[dict[str, Any]]:
         ),
         (
             "varint_header_2_to_the_32",
-            _matte([1, 2**31 - 1], b"\0\x05" + _varint(4 * (2**31 - 2))),
+            _matte([1, 2**31 - 1], b"\0\x05" + encode_varint(4 * (2**31 - 2))),
             2**31 - 1,
         ),
         ("unknown_method", _matte([3, 4], b"\x03" + ok), None),

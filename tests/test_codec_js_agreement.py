@@ -19,6 +19,7 @@ import pytest
 
 from sam2_matting.codec import FORMAT, CodecError, decode_matte, encode_matte, js_decoder_path
 from sam2_matting.codec import rle_decode as dec
+from sam2_matting.codec.rle_input import encode_varint
 from sam2_matting.codec.synthetic import noise_matte, soft_matte
 
 NODE = shutil.which("node")
@@ -122,15 +123,6 @@ def _node(tmp_path: Path, script: str, *args: str) -> object:
     return json.loads(run.stdout)
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _rule_cases() -> list[dict[str, object]]:
     """Inputs on both sides of every rule the spec states exactly."""
     worked = np.array([[0, 0, 0, 0], [0, 64, 255, 255], [0, 96, 255, 255]], dtype=np.uint8)
@@ -143,12 +135,12 @@ def _rule_cases() -> list[dict[str, object]]:
         n = shape[0] * shape[1]
         flat = (np.arange(n) * 91 % 256).astype(np.int64)
         above = np.concatenate((np.zeros(shape[1], np.int64), flat[: -shape[1]]))
-        blob = b"\0" + _varint(n) + b"\x02" * n + bytes(((flat - above) % 256).tolist())
+        blob = b"\0" + encode_varint(n) + b"\x02" * n + bytes(((flat - above) % 256).tolist())
         for extra in (b"", b"\0", b"\0\0", b"\0\0\0"):  # at the limit, then past it
             add(list(shape), blob + extra)
     for first in (b"\x10", b"\x90\x00", b"\x90\x80\x00", b"\x90\x80\x80\x80\x00"):
         headers = first + bytes([2, 5, 6, 5])  # the worked example, first header overlong
-        add([3, 4], b"\0" + _varint(len(headers)) + headers + bytes([64, 0, 32]))
+        add([3, 4], b"\0" + encode_varint(len(headers)) + headers + bytes([64, 0, 32]))
         add(
             [3, 4],
             b"\0"

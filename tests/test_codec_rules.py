@@ -23,6 +23,7 @@ from sam2_matting.codec import (
     rle_input,
 )
 from sam2_matting.codec import rle_decode as dec
+from sam2_matting.codec.rle_input import encode_varint
 from sam2_matting.codec.synthetic import soft_matte
 
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
@@ -33,20 +34,11 @@ def _matte(size: list[Any], blob: bytes) -> dict[str, Any]:
     return {"format": FORMAT, "size": size, "counts": base64.b64encode(blob).decode()}
 
 
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value >= 0x80:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
 def _all_literals(alpha: np.ndarray) -> bytes:
     """``alpha`` as one-pixel literal tokens: the largest valid body for its size."""
     flat = alpha.reshape(-1).astype(np.int64)
     above = np.concatenate((np.zeros(alpha.shape[1], np.int64), flat[: -alpha.shape[1]]))
-    return _varint(flat.size) + b"\x02" * flat.size + bytes(((flat - above) % 256).tolist())
+    return encode_varint(flat.size) + b"\x02" * flat.size + bytes(((flat - above) % 256).tolist())
 
 
 # --------------------------------------------------------------------------- length bounds
@@ -54,7 +46,7 @@ def _all_literals(alpha: np.ndarray) -> bytes:
 
 @pytest.mark.parametrize("pixels", [1, 12, 127, 128, 16383, 16384, 2**21, 2**28, 2**31 - 1])
 def test_length_bounds_are_the_stated_formula(pixels: int) -> None:
-    v = len(_varint(pixels))
+    v = len(encode_varint(pixels))
     assert dec.max_body_bytes(pixels) == 2 * pixels + v
     assert dec.max_blob_bytes(pixels) == 2 * pixels + v + 1
     assert dec.max_counts_chars(pixels) == 4 * -(-(2 * pixels + v + 1) // 3)
@@ -79,7 +71,7 @@ def test_largest_valid_blob_is_accepted_and_one_more_byte_or_group_is_not(
 
 def _padded_deflate(width: int, empty_blocks: int) -> dict[str, Any]:
     """A 1 x width matte of zeros, deflated as empty stored blocks then one stored block."""
-    body = _varint(1) + _varint(4 * (width - 1))
+    body = encode_varint(1) + encode_varint(4 * (width - 1))
     assert len(body) == 2
     final = b"\x01" + len(body).to_bytes(2, "little") + (0xFFFF ^ len(body)).to_bytes(2, "little")
     return _matte([1, width], b"\x01" + b"\0\0\0\xff\xff" * empty_blocks + final + body)
@@ -135,7 +127,7 @@ def test_non_canonical_or_too_big_varints_are_refused(raw: bytes) -> None:
         dec._read_varint(rle_input.Base64Reader(base64.b64encode(raw).decode()))
     # and inside a real matte: the worked example with its first header in that form
     headers = raw + bytes([2, 5, 6, 5])
-    blob = b"\0" + _varint(len(headers)) + headers + bytes([64, 0, 32])
+    blob = b"\0" + encode_varint(len(headers)) + headers + bytes([64, 0, 32])
     with pytest.raises(CodecError, match="varint"):
         decode_matte(_matte([3, 4], blob))
 
@@ -144,7 +136,7 @@ def test_non_canonical_or_too_big_varints_are_refused(raw: bytes) -> None:
 @given(values=st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=40))
 def test_every_value_below_2_to_the_32_has_one_form(values: list[int]) -> None:
     packed = rle._varints(np.array(values, dtype=np.int64))
-    assert packed.tobytes() == b"".join(_varint(v) for v in values)
+    assert packed.tobytes() == b"".join(encode_varint(v) for v in values)
     parsed, used = dec.parse_varints(packed)
     assert used == packed.size and parsed.tolist() == values
     for cut in range(1, packed.size):  # any chunk boundary: the tail waits for the next chunk

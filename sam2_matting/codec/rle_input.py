@@ -25,6 +25,7 @@ __all__ = [
     "InflateReader",
     "Reader",
     "check_header",
+    "encode_varint",
     "max_blob_bytes",
     "max_body_bytes",
     "max_counts_chars",
@@ -48,6 +49,19 @@ _PAD_OK = {1: frozenset(_B64_CHARS[::4]), 2: frozenset(_B64_CHARS[::16])}
 def varint_size(value: int) -> int:
     """Bytes in the (canonical) LEB128 form of ``value`` (0 <= value < 2**35)."""
     return max(1, -(-int(value).bit_length() // 7))
+
+
+def encode_varint(value: int) -> bytes:
+    """The canonical LEB128 form of ``value`` (0 <= value), one value at a time: for fixtures,
+    tests and benchmarks that build bodies by hand (the encoder has its own vectorised form)."""
+    if value < 0:
+        raise ValueError(f"a varint is not negative, got {value}")
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 def max_body_bytes(pixels: int) -> int:
