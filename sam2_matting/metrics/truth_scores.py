@@ -27,8 +27,9 @@ of footage the clip does not otherwise use).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -42,9 +43,12 @@ __all__ = [
     "COMPOSITE_METRICS",
     "GREEN",
     "Refine",
+    "TruthRow",
     "composite_error",
+    "markdown_rows",
     "mean_scores",
     "score_clip",
+    "score_clips",
     "truth_protocol",
 ]
 
@@ -121,3 +125,77 @@ def mean_scores(rows: Sequence[Mapping[str, float]]) -> dict[str, float]:
     if not rows:
         return {}
     return {name: float(np.mean([r[name] for r in rows])) for name in rows[0]}
+
+
+@dataclass
+class TruthRow:
+    """The scores of one matte (``method``: ``coarse`` or a refiner's name) on one clip."""
+
+    clip: str
+    kind: str
+    method: str
+    scores: dict[str, float]
+    seconds: float = 0.0  # the refiner's time for the clip (0 for the coarse matte)
+
+
+def score_clips(
+    clips: Iterable[TruthClip],
+    refiners: Mapping[str, Refine] | None = None,
+    *,
+    foreground: str = DEFAULT_FOREGROUND,
+    progress: Callable[[str], None] | None = None,
+) -> list[TruthRow]:
+    """Score each clip's coarse matte as is, then each of ``refiners`` applied to it."""
+    rows: list[TruthRow] = []
+    for clip in clips:
+        coarse = score_clip(clip, clip.coarse, foreground=foreground)
+        rows.append(TruthRow(clip.name, clip.kind, "coarse", coarse))
+        for name, refine in (refiners or {}).items():
+            started = time.perf_counter()
+            alpha = np.asarray(refine(clip.frames, clip.coarse))
+            seconds = time.perf_counter() - started
+            if alpha.shape != clip.alpha.shape:
+                raise ValueError(
+                    f"refiner {name} returned {alpha.shape} for a clip of {clip.alpha.shape}"
+                )
+            if alpha.dtype != np.uint8:
+                alpha = np.clip(alpha.astype(np.float32), 0.0, 1.0)
+            scores = score_clip(clip, alpha, foreground=foreground)
+            rows.append(TruthRow(clip.name, clip.kind, name, scores, seconds))
+        if progress is not None:
+            progress(clip.name)
+    return rows
+
+
+_HEADS = {
+    "mad": "MAD", "mse": "MSE", "grad": "Grad", "conn": "Conn", "dtssd": "dtSSD",
+    "comp_green": "comp. green", "comp_image": "comp. image",
+}  # fmt: skip
+
+
+def markdown_rows(rows: Sequence[TruthRow]) -> str:
+    """A Markdown table: one line per clip and matte, then the mean of each matte over clips
+    (and, for a refiner, its change against the coarse matte in %)."""
+    if not rows:
+        return ""
+    names = list(rows[0].scores)
+    lines = [
+        "| clip | matte | " + " | ".join(_HEADS.get(n, n) for n in names) + " |",
+        "|---|---|" + "---:|" * len(names),
+    ]
+    for row in rows:
+        cells = " | ".join(f"{row.scores[n]:.3f}" for n in names)
+        lines.append(f"| {row.clip} | {row.method} | {cells} |")
+    methods = list(dict.fromkeys(r.method for r in rows))
+    means = {m: mean_scores([r.scores for r in rows if r.method == m]) for m in methods}
+    for method in methods:
+        cells = " | ".join(f"{means[method][n]:.3f}" for n in names)
+        lines.append(f"| **mean** | {method} | {cells} |")
+        if method != "coarse":
+            base = means["coarse"]
+            change = " | ".join(
+                f"{(means[method][n] / base[n] - 1) * 100:+.0f} %" if base[n] else "-"
+                for n in names
+            )
+            lines.append(f"| change | {method} vs coarse | {change} |")
+    return "\n".join(lines) + "\n"
