@@ -17,8 +17,12 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sam2_matting.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from sam2_matting.metrics.truth_scores import Refine
 
 SIZES = {"720p": (720, 1280), "1080p": (1080, 1920)}
 DEFAULT_SIZE = "720p"
@@ -40,7 +44,7 @@ def parse_size(text: str | None) -> tuple[int, int]:
     return h, w
 
 
-def refiners(args: argparse.Namespace) -> dict[str, object]:
+def refiners(args: argparse.Namespace) -> dict[str, Refine]:
     """The refiners to score next to the coarse matte, by name: none yet (the adapter's
     full-resolution refiner is added here when one is present)."""
     return {}
@@ -64,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     clips = truth_clips(split, size=size, frames=frames, seed=args.seed, count=args.max_clips)
     rows = score_clips(
         clips,
-        refiners(args),  # type: ignore[arg-type]
+        refiners(args),
         foreground=foreground,
         progress=lambda name: print(f"scored {name}", file=sys.stderr),
     )
