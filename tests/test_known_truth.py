@@ -21,6 +21,7 @@ from sam2_matting.metrics.known_truth import (
     truth_clips,
 )
 from sam2_matting.metrics.truth_scores import composite_error, score_clip, score_clips
+from sam2_matting.training.layout import DataError
 
 REPO = Path(__file__).resolve().parents[1]
 SIZE = (144, 256)
@@ -119,6 +120,11 @@ def test_splits_use_apart_footage_and_are_seeded(clips: list[TruthClip]) -> None
     assert not np.array_equal(other.alpha, clips[0].alpha)
     with pytest.raises(ValueError, match="split"):
         next(truth_clips("test"))
+
+
+def test_missing_footage_is_one_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match=r"known-truth footage \S+\.mp4 not found in "):
+        next(truth_clips("heldout", size=(32, 32), frames=1, sources=[tmp_path]))
 
 
 def test_scores_rank_truth_coarse_and_colour(clips: list[TruthClip]) -> None:
