@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import requests
 from PIL import Image
-from service import ORIGIN, Server, launch, stop, write_clip
+from service import MATTES, ORIGIN, Server, launch, stop, write_clip
 
 from sam2_matting import prompts_file as pf
 from sam2_matting.cli import main
@@ -130,10 +130,14 @@ def test_a_page_session_renders_the_same_mattes_in_the_stream_the_export_and_mat
     assert _same(stream, exported)
     assert _same(stream, _pngs(tmp_path / "out"))
 
-    # the service replays the file it gave: the same mattes again, and the same file back
+    # the service replays the file it gave: the same mattes kept, and the same file back
     again = server.data_of(START, {"p": "gallery/small.mp4", "prompts": text})
     sid2 = again["startSession"]["sessionId"]
-    assert _same(stream, _export_png_zip(server, sid2))
+    kept = server.data_of(MATTES, {"id": sid2, "f": list(range(FRAMES))})["mattes"]
+    replayed = [
+        np.maximum.reduce([decode_matte(m["alpha"]) for m in f["rleMaskList"]]) for f in kept
+    ]
+    assert _same(stream, replayed)
     assert pf.loads(server.data_of(PROMPTS, {"s": sid2})["sessionPrompts"]).events == doc.events
     for s in (sid, sid2):
         server.close_session(s)
@@ -170,10 +174,10 @@ def test_an_upload_session_replays_on_the_copy_the_service_matted(
     code, lines = _matte(tiny_model, original, prompts, tmp_path / "refused", capsys)
     assert code == 2 and len(lines) == 1, lines
     assert "holiday.mp4 is the upload the prompts were made from" in lines[0]
-    assert f"GET /{video['path']}" in lines[0] and "Download video" in lines[0]
+    assert f"GET /{video['path']}" in lines[0] and "Download this video" in lines[0]
     assert not (tmp_path / "refused").exists()
 
-    copy = tmp_path / Path(video["path"]).name  # what the page's "Download video" saves
+    copy = tmp_path / Path(video["path"]).name  # what the page's "Download this video" saves
     copy.write_bytes(requests.get(f"{server.url}/{video['path']}", timeout=30).content)
     code, err = _matte(tiny_model, copy, prompts, tmp_path / "out", capsys)
     assert code == 0, err

@@ -1,6 +1,6 @@
 // Prompts files on the page (docs/prompts-file.md): "Download prompts" saves the session's
 // file, named after the video; "Open prompts" starts a session from one and shows its prompts
-// and mattes; "Download video" saves the exact video the file refers to (for an upload, the
+// and mattes; "Download this video" saves the exact video the file refers to (for an upload, the
 // service's H.264 copy: the one `sam2-matting matte --prompts` must be given).
 
 import { gql, mediaUrl } from "./api.js";
@@ -23,7 +23,7 @@ export function promptsFileName(video) {
   return `${baseName(video)}.prompts.json`;
 }
 
-/** The name "Download video" saves under: an upload's copy says it is the service's. */
+/** The name "Download this video" saves under: an upload's copy says it is the service's. */
 export function videoFileName(video) {
   const name = video.path.split("/").pop();
   return video.path.startsWith("uploads/") ? `${baseName(video)}.sam2-matting.mp4` : name;
