@@ -11,8 +11,9 @@
 A client only ever names a video by an id the library handed out (``gallery/<file name>`` or
 ``uploads/<sha256>.mp4``, the SAM 2 demo's ``Video.path``). :meth:`MediaLibrary.resolve` maps it
 to a file on the server; a client-supplied path never reaches the filesystem. Layout under
-``settings.data``: ``uploads/<sha256>.mp4`` (content-addressed, transcoded), ``posters/*.jpg``
-and ``tmp/`` (uploads in progress, always removed).
+``settings.data``: ``uploads/<sha256>.mp4`` (content-addressed, transcoded), ``posters/*.jpg``,
+``sources/<sha256>`` (the sha256 of the bytes sent, named by prompts files) and ``tmp/``
+(uploads in progress, always removed).
 
 With per-client tokens (``API_TOKENS``) an upload belongs to the clients that sent it: the
 file stays shared (one per content), and ``owners/<client key>/<sha256>`` records who may use
@@ -101,9 +102,11 @@ class MediaLibrary:
         self.posters_dir = self.data_dir / "posters"
         self.tmp_dir = self.data_dir / "tmp"
         self.owners_dir = self.data_dir / "owners"
+        self.sources_dir = self.data_dir / "sources"  # sha256 of the bytes sent, per upload
         # Uploads are bound to their clients only with per-client tokens (API_TOKENS).
         self.per_client = bool(settings.api_tokens)
-        for folder in (self.uploads_dir, self.posters_dir, self.tmp_dir, self.owners_dir):
+        folders = (self.uploads_dir, self.posters_dir, self.tmp_dir, self.owners_dir)
+        for folder in (*folders, self.sources_dir):
             folder.mkdir(parents=True, exist_ok=True)
         self._remove_stale_temps()
         self._lock = threading.Lock()
@@ -344,16 +347,16 @@ class MediaLibrary:
             self._uploads[digest] = record
         return record
 
-    # ``uploads/<id>.source``: the sha256 of the bytes sent, which prompts files name so that
+    # ``sources/<id>``: the sha256 of the bytes sent, which prompts files name so that
     # ``matte`` can tell the original upload from the transcoded copy it must be given.
     def _write_source(self, digest: str, sent_sha: str) -> None:
         tmp = self.tmp_dir / f"source-{digest}-{uuid.uuid4().hex}"
         tmp.write_text(sent_sha + "\n", encoding="ascii")
-        os.replace(tmp, self.uploads_dir / f"{digest}.source")
+        os.replace(tmp, self.sources_dir / digest)
 
     def _read_source(self, digest: str) -> str | None:
         try:
-            text = (self.uploads_dir / f"{digest}.source").read_text(encoding="ascii").strip()
+            text = (self.sources_dir / digest).read_text(encoding="ascii").strip()
         except (OSError, UnicodeDecodeError):
             return None  # stored before sources were kept
         return text if re.fullmatch(r"[0-9a-f]{64}", text) else None
