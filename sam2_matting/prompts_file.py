@@ -138,6 +138,15 @@ def _describe(video: dict[str, Any]) -> str:
 def check_video(doc: PromptsDoc, path: str | Path) -> None:
     """Refuse ``path`` unless its content is the video the prompts were made on."""
     sha = video_sha256(path)
+    if sha != doc.video["sha256"] and sha == doc.video.get("upload_sha256"):
+        where = doc.video.get("path")
+        get = f", or GET /{where} from the service" if where else ""
+        raise InvalidInputError(
+            f"{Path(path).name} is the upload the prompts were made from, but the service "
+            f"matted its H.264 copy ({where or doc.video.get('name', 'its own file')}, sha256 "
+            f"{doc.video['sha256'][:12]}), whose frames differ: download that copy (the "
+            f'page\'s "Download this video"{get}) and give it to matte instead'
+        )
     if sha != doc.video["sha256"]:
         raise InvalidInputError(
             f"the prompts file is for another video ({_describe(doc.video)}), "

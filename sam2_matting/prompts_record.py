@@ -171,9 +171,14 @@ class RecordingSession:
 
     def _counted(self, frames: Iterator[Any], event: dict[str, Any]) -> Iterator[Any]:
         self._log(event)  # on the first step: a propagation never iterated did nothing
-        for result in frames:
-            event["frames"] += 1
-            yield result
+        try:
+            for result in frames:
+                event["frames"] += 1
+                yield result
+        finally:  # a reader that stops (closes this) stops the session's propagation now
+            close = getattr(frames, "close", None)
+            if close is not None:
+                close()
 
     def document(self) -> PromptsDoc:
         """The prompts so far, as a :class:`PromptsDoc` ready for :func:`dump`."""

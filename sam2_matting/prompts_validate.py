@@ -125,14 +125,20 @@ def _labels(value: Any, where: str, count: int) -> list[int]:
 
 
 def _video(value: Any) -> dict[str, Any]:
-    v = _object(value, "video", {"sha256", "width", "height", "frame_count"}, {"name"})
-    return {
+    optional = {"name", "path", "upload_sha256"}
+    v = _object(value, "video", {"sha256", "width", "height", "frame_count"}, optional)
+    out = {
         "sha256": _sha(v["sha256"], "video.sha256"),
         "width": _int(v["width"], "video.width", 1),
         "height": _int(v["height"], "video.height", 1),
         "frame_count": _int(v["frame_count"], "video.frame_count", 1),
-        **({"name": _str(v["name"], "video.name")} if "name" in v else {}),
     }
+    for key in ("name", "path"):  # for people and the page; never compared
+        if key in v:
+            out[key] = _str(v[key], f"video.{key}")
+    if "upload_sha256" in v:  # the upload the service transcoded into this video
+        out["upload_sha256"] = _sha(v["upload_sha256"], "video.upload_sha256")
+    return out
 
 
 def _model(value: Any) -> dict[str, Any]:

@@ -67,6 +67,7 @@ def create_app(
     """Build the app; loads the model (unless ``predictor`` is given) and scans the gallery."""
     from server.media import MediaLibrary
     from server.media_routes import init_app as init_media
+    from server.prompts import service_model
 
     settings = settings or Settings.from_env()
     logging.basicConfig(
@@ -82,6 +83,7 @@ def create_app(
         ttl=settings.session_ttl,
         max_objects=settings.max_objects,
         replica_id=settings.replica_id,
+        model=service_model(settings),
     )
     store.start_reaper()
     metrics = create_metrics(store)

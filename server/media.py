@@ -11,8 +11,9 @@
 A client only ever names a video by an id the library handed out (``gallery/<file name>`` or
 ``uploads/<sha256>.mp4``, the SAM 2 demo's ``Video.path``). :meth:`MediaLibrary.resolve` maps it
 to a file on the server; a client-supplied path never reaches the filesystem. Layout under
-``settings.data``: ``uploads/<sha256>.mp4`` (content-addressed, transcoded), ``posters/*.jpg``
-and ``tmp/`` (uploads in progress, always removed).
+``settings.data``: ``uploads/<sha256>.mp4`` (content-addressed, transcoded), ``posters/*.jpg``,
+``sources/<sha256>`` (the sha256 of the bytes sent, named by prompts files) and ``tmp/``
+(uploads in progress, always removed).
 
 With per-client tokens (``API_TOKENS``) an upload belongs to the clients that sent it: the
 file stays shared (one per content), and ``owners/<client key>/<sha256>`` records who may use
@@ -81,6 +82,7 @@ class VideoRecord:
     fps: float
     duration: float
     poster: str
+    upload_sha256: str | None = None  # an upload: sha256 of the bytes the client sent
 
 
 class MediaLibrary:
@@ -100,9 +102,11 @@ class MediaLibrary:
         self.posters_dir = self.data_dir / "posters"
         self.tmp_dir = self.data_dir / "tmp"
         self.owners_dir = self.data_dir / "owners"
+        self.sources_dir = self.data_dir / "sources"  # sha256 of the bytes sent, per upload
         # Uploads are bound to their clients only with per-client tokens (API_TOKENS).
         self.per_client = bool(settings.api_tokens)
-        for folder in (self.uploads_dir, self.posters_dir, self.tmp_dir, self.owners_dir):
+        folders = (self.uploads_dir, self.posters_dir, self.tmp_dir, self.owners_dir)
+        for folder in (*folders, self.sources_dir):
             folder.mkdir(parents=True, exist_ok=True)
         self._remove_stale_temps()
         self._lock = threading.Lock()
@@ -197,7 +201,7 @@ class MediaLibrary:
             # The id is the hash of what the user sent and of everything that shapes the
             # transcode: x264's output is not byte-identical between runs (threads), so hashing
             # the output would give one file two ids. A repeated upload reuses the stored file.
-            digest = _upload_key(src, self.limits, start_time_sec, duration_time_sec)
+            digest, sent_sha = _upload_key(src, self.limits, start_time_sec, duration_time_sec)
             final = self.uploads_dir / f"{digest}.mp4"
             existing = self._stored_upload(digest)
             if existing is not None and self.may_use(digest, owner):
@@ -221,6 +225,7 @@ class MediaLibrary:
             # The poster is written first, so an upload that exists always has its poster.
             record = self._probe(out, f"uploads/{digest}.mp4", f"posters/{digest}.jpg")
             try:
+                self._write_source(digest, sent_sha)
                 os.replace(out, final)  # same filesystem: atomic; a re-upload just replaces
             except OSError:
                 if not final.exists():
@@ -232,7 +237,7 @@ class MediaLibrary:
         finally:
             src.unlink(missing_ok=True)
             out.unlink(missing_ok=True)
-        record = replace(record, file=final)
+        record = replace(record, file=final, upload_sha256=sent_sha)
         self._grant(digest, owner)
         with self._lock:
             self._uploads[digest] = record
@@ -337,9 +342,24 @@ class MediaLibrary:
         if not file.is_file():
             raise NotFoundError(f"unknown video: uploads/{digest}.mp4")
         record = self._probe(file, f"uploads/{digest}.mp4", f"posters/{digest}.jpg")
+        record = replace(record, upload_sha256=self._read_source(digest))
         with self._lock:
             self._uploads[digest] = record
         return record
+
+    # ``sources/<id>``: the sha256 of the bytes sent, which prompts files name so that
+    # ``matte`` can tell the original upload from the transcoded copy it must be given.
+    def _write_source(self, digest: str, sent_sha: str) -> None:
+        tmp = self.tmp_dir / f"source-{digest}-{uuid.uuid4().hex}"
+        tmp.write_text(sent_sha + "\n", encoding="ascii")
+        os.replace(tmp, self.sources_dir / digest)
+
+    def _read_source(self, digest: str) -> str | None:
+        try:
+            text = (self.sources_dir / digest).read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError):
+            return None  # stored before sources were kept
+        return text if re.fullmatch(r"[0-9a-f]{64}", text) else None
 
     def _remove_stale_temps(self) -> None:
         # Left by a killed process; young ones may belong to another worker's upload in flight.
@@ -367,19 +387,22 @@ def _check_id(video_id: str) -> None:
 
 def _upload_key(
     src: Path, limits: UploadLimits, start: float | None, duration: float | None
-) -> str:
-    """sha256 of the uploaded bytes and of the transcode settings and trim window."""
+) -> tuple[str, str]:
+    """sha256 of the uploaded bytes and of the transcode settings and trim window, and
+    sha256 of the bytes alone."""
     digest = hashlib.sha256()
+    sent = hashlib.sha256()
     with open(src, "rb") as f:
         for chunk in iter(lambda: f.read(1024 * 1024), b""):
             digest.update(chunk)
+            sent.update(chunk)
     recipe = (
         f"\0transcode-v1 crf={OUTPUT_CRF} preset={OUTPUT_PRESET} side={OUTPUT_MAX_SIDE}"
         f" max_side={limits.max_side} max_fps={limits.max_fps!r} max_frames={limits.max_frames}"
         f" max_duration={limits.max_duration_sec!r} start={start!r} duration={duration!r}"
     )
     digest.update(recipe.encode())
-    return digest.hexdigest()
+    return digest.hexdigest(), sent.hexdigest()
 
 
 def _printable(name: str | None) -> str:

@@ -2,7 +2,8 @@
 
 Every operation of the demo keeps its name, arguments and result shape (``rleMask`` stays a
 binary COCO RLE so the stock frontend works); each mask result gains ``alpha``, the 0-255 matte.
-Added: ``addMask``, ``addBox``, ``session(sessionId)``, ``mattes`` (fetch computed mattes again).
+Added: ``addMask``, ``addBox``, ``session(sessionId)``, ``mattes`` (fetch computed mattes again),
+``sessionPrompts`` (the session's prompts file).
 The prompt mutations are in :mod:`server.schema_prompts`, the types in :mod:`server.schema_types`,
 what resolvers get as context in :mod:`server.schema_context`.
 """
@@ -149,6 +150,16 @@ class Query:
             expires_in_seconds=round(entry.expires_in(), 3),
             expires_at=wall_expiry.isoformat(timespec="seconds"),
         )
+
+    @strawberry.field(
+        description="A live session's prompts file (JSON text, docs/prompts-file.md): every "
+        "prompt and propagation so far, to replay with startSession or `sam2-matting matte`."
+    )
+    @guarded
+    def session_prompts(self, info: strawberry.Info, session_id: str) -> str:
+        from server.prompts import prompts_text
+
+        return prompts_text(session_of(info, session_id))
 
     @strawberry.field(description="Mattes already computed for these frames (no recompute).")
     @guarded

@@ -18,11 +18,13 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from sam2_matting.errors import BusyError, NotFoundError
 from sam2_matting.limits import DEFAULT_MAX_OBJECTS
 from sam2_matting.predictor import MattingPredictor
+from sam2_matting.prompts_record import RecordingSession
+from sam2_matting.session import MattingSession
 from server.session_entry import SessionEntry
 
 log = logging.getLogger(__name__)
@@ -40,8 +42,11 @@ class SessionStore:
         max_objects: int = DEFAULT_MAX_OBJECTS,
         replica_id: str = "",
         clock: Callable[[], float] = time.monotonic,
+        model: dict[str, Any] | None = None,
     ) -> None:
         self.replica_id = replica_id
+        # the model identity: given, every session is recorded for its prompts file
+        self.model = model
         self.on_close: list[Callable[[str], None]] = []
         self.predictor = predictor
         self.max_sessions = max_sessions
@@ -102,6 +107,9 @@ class SessionStore:
             self._opening += 1  # reserve the slot while the (slow) open runs unlocked
         try:
             session = self.predictor.open(video.file, max_objects=self.max_objects)
+            if self.model is not None:
+                # forwards every attribute, logs each prompt (server.prompts.prompts_text)
+                session = cast(MattingSession, RecordingSession(session, model=self.model))
         finally:
             with self._lock:
                 self._opening -= 1

@@ -6,6 +6,7 @@ bedroom.mp4 from the shared test videos (read in place).
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 from collections.abc import Callable
@@ -244,6 +245,9 @@ def test_upload_is_transcoded_stored_and_deduplicated(
     # A fresh library (a restart, another worker) finds the upload by its id.
     fresh = MediaLibrary(lib.settings)
     assert fresh.resolve(record.id) == record
+    # ... with the sha256 of the bytes sent, which its prompts files name
+    sent = hashlib.sha256(bedroom_video.read_bytes()).hexdigest()
+    assert record.upload_sha256 == sent == fresh.resolve(record.id).upload_sha256
 
 
 def test_upload_trims_and_keeps_a_constant_frame_rate(tmp_path: Path) -> None:

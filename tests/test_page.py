@@ -570,3 +570,90 @@ def test_page_shell_is_open_but_the_api_needs_the_token(tmp_path: Path) -> None:
     assert ok.status_code == 200
     # The token rides in the query string only on media downloads (a <video> sends no header).
     assert client.get("/api/limits?access_token=s3cret").status_code == 401
+
+
+PROMPTS = "query P($id: String!) { sessionPrompts(sessionId: $id) }"
+MATTES = """query M($id: String!, $f: [Int!]!) { mattes(sessionId: $id, frameIndices: $f) {
+  frameIndex rleMaskList { objectId alpha { counts } } } }"""
+
+
+def test_prompts_download_and_open(page: Page, service: Service, tmp_path: Path) -> None:
+    import json
+
+    from sam2_matting import prompts_file as pf
+
+    p = page
+    first = p.open_video("gallery/clip.mp4")
+    assert p.js("document.getElementById('video-download').getAttribute('href')").startswith(
+        "/gallery/clip.mp4"
+    )
+    p.page.locator("#scrubber").evaluate(
+        "el => { el.value = '50'; el.dispatchEvent(new Event('input')); }"
+    )
+    p.wait("stage.dataset.frame === '50' && !video.seeking")
+    p.click_stage(0.5, 0.55)
+    p.click_stage(0.2, 0.3, modifiers=["Shift"])
+    p.settled()
+    p.page.click("label[for=dir-forward]")
+    p.page.click("#propagate")
+    p.wait("document.getElementById('propagate-status').dataset.state === 'done'", timeout=90)
+    frames = list(range(50, CLIP_FRAMES))
+
+    # Download: the session's file, named after the video.
+    with p.page.expect_download(timeout=30_000) as download:
+        p.page.click("#prompts-download")
+    assert download.value.suggested_filename == "clip.prompts.json"
+    saved = tmp_path / "clip.prompts.json"
+    download.value.save_as(saved)
+    doc = pf.load(saved)
+    assert [e["op"] for e in doc.events] == ["add_points", "add_points", "propagate"]
+    assert doc.events[1]["points"][0] == doc.events[0]["points"][0]  # one object, two clicks
+    assert doc.events[1]["labels"] == [1, 0] and doc.video["path"] == "gallery/clip.mp4"
+    assert doc.events[2]["frames"] == len(frames)
+
+    # Open it: a new session, its prompts on the stage and its mattes, as the first one's.
+    p.page.set_input_files("#prompts-input", str(saved))
+    p.wait(
+        f"document.body.dataset.state === 'ready' && document.body.dataset.session !== '{first}'"
+    )
+    second = str(p.js("document.body.dataset.session"))
+    assert service.session_code(first) == "NOT_FOUND"  # the page closed the one it replaced
+    assert p.js("matting.mattes.frameIndices") == frames
+    assert p.js("matting.editor.objects.map(o => o.id)") == [0]
+    p.page.locator("#scrubber").evaluate(
+        "el => { el.value = '50'; el.dispatchEvent(new Event('input')); }"
+    )
+    p.wait("stage.dataset.frame === '50' && overlay.dataset.frame === '50'")
+    assert p.js(
+        "[...markers.querySelectorAll('.positive, .negative')].map(e => e.classList[0])"
+    ) == [
+        "positive",
+        "negative",
+    ]
+    assert _overlay_alpha(p)["objects"] == "1"
+    again = service.gql(MATTES, {"id": second, "f": frames})["data"]["mattes"]
+    assert len(again) == len(frames)
+    assert (
+        json.loads(service.gql(PROMPTS, {"id": second})["data"]["sessionPrompts"])["events"]
+        == json.loads(saved.read_text())["events"]
+    )
+
+    # Refused files: a readable message, and the open session stays.
+    bad = tmp_path / "notes.json"
+    bad.write_text("{ not json")
+    p.page.set_input_files("#prompts-input", str(bad))
+    assert (
+        "The file notes.json is not a prompts file (not JSON)"
+        in p.message("BAD_USER_INPUT").first.inner_text()
+    )
+    other = json.loads(saved.read_text())
+    other["video"]["path"] = "gallery/bedroom.mp4"
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    p.page.set_input_files("#prompts-input", str(tmp_path / "other.json"))
+    p.wait(
+        "[...document.querySelectorAll('#messages .message')]"
+        ".some(m => m.textContent.includes('for another video'))"
+    )
+    assert p.js("document.body.dataset.session") == second and service.session_code(second) is None
+    assert p.js("document.getElementById('video-title').textContent").startswith("gallery/clip.mp4")
+    p.shot("07-prompts-opened")

@@ -272,6 +272,8 @@ def _valid(recorded: Any) -> dict[str, Any]:
         (lambda d: d.update(extra=1), "document.extra: unknown field"),
         (lambda d: d["video"].pop("sha256"), "video.sha256: missing"),
         (lambda d: d["video"].update(width=0), "video.width: 0 is out of range"),
+        (lambda d: d["video"].update(upload_sha256="AB"), "video.upload_sha256: expected a"),
+        (lambda d: d["video"].update(path=""), "video.path: expected a non-empty string"),
         (lambda d: d["model"].update(checkpoint_sha256="abc"), "model.checkpoint_sha256: expected"),
         (lambda d: d["options"].update(memory_window=0), "options.memory_window: 0 is out"),
         (lambda d: d.update(events={}), "events: expected a list"),

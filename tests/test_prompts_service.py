@@ -113,4 +113,54 @@ def test_a_refused_prompts_file_is_a_coded_error_and_leaves_no_session(service: 
         assert message in error["message"] and "allow-other-model" not in error["message"]
     # every refused session was closed: the cap of two still has room for two
     for _ in range(2):
-        assert gql(START, {"p": "gallery/small.mp4"})["data"]["startSession"]["sessionId"]
+        sid = gql(START, {"p": "gallery/small.mp4"})["data"]["startSession"]["sessionId"]
+        assert gql(CLOSE, {"s": sid})["data"]["closeSession"]["success"]
+
+
+PROMPTS = "query($s: String!) { sessionPrompts(sessionId: $s) }"
+CALLS = {
+    "box": """mutation($i: AddBoxInput!) { addBox(input: $i) { frameIndex } }""",
+    "mask": """mutation($i: AddMaskInput!) { addMask(input: $i) { frameIndex } }""",
+    "clear": """mutation($i: ClearPointsInFrameInput!) { clearPointsInFrame(input: $i) {
+      frameIndex } }""",
+    "remove": """mutation($i: RemoveObjectInput!) { removeObject(input: $i) { frameIndex } }""",
+    "clear_all": """mutation($i: ClearPointsInVideoInput!) { clearPointsInVideo(input: $i) {
+      success } }""",
+}
+
+
+def test_the_service_records_every_prompt_call_that_succeeds(service: Any) -> None:
+    from sam2_matting.codec import encode_matte
+
+    gql, _, gallery, tiny_model = service
+    sid = gql(START, {"p": "gallery/small.mp4"})["data"]["startSession"]["sessionId"]
+    empty = pf.loads(gql(PROMPTS, {"s": sid})["data"]["sessionPrompts"])
+    assert empty.events == [] and empty.video["path"] == "gallery/small.mp4"
+    assert empty.video["sha256"] == pf.video_sha256(gallery / "small.mp4")
+    assert empty.model == pf.model_identity(tiny_model.config, tiny_model.checkpoint)
+
+    _click(gql, sid)
+    box = {"sessionId": sid, "frameIndex": 1, "objectId": 2, "box": [0.1, 0.2, 0.6, 0.7]}
+    gql(CALLS["box"], {"i": box})
+    mask = np.zeros((180, 320), np.uint8)
+    mask[40:90, 100:200] = 255
+    gql(CALLS["mask"], {"i": {"sessionId": sid, "frameIndex": 3, "objectId": 3,
+                              "alpha": encode_matte(mask)}})  # fmt: skip
+    refused = gql(CALLS["box"], {"i": {**box, "frameIndex": 99}})  # not recorded
+    assert refused["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    gql(CALLS["clear"], {"i": {"sessionId": sid, "frameIndex": 1, "objectId": 2}})
+    gql(CALLS["remove"], {"i": {"sessionId": sid, "objectId": 2}})
+    gql(CALLS["remove"], {"i": {"sessionId": sid, "objectId": 42}})  # unknown: no change
+    doc = pf.loads(gql(PROMPTS, {"s": sid})["data"]["sessionPrompts"])
+    assert [(e["op"], e.get("object")) for e in doc.events] == [
+        ("add_points", 1), ("add_box", 2), ("add_mask", 3), ("clear_frame", 2),
+        ("remove_object", 2),
+    ]  # fmt: skip
+    assert doc.events[1]["box"] == box["box"]
+    assert decode_matte(doc.events[2]["mask"]).tobytes() == mask.tobytes()
+    gql(CALLS["clear_all"], {"i": {"sessionId": sid}})
+    doc = pf.loads(gql(PROMPTS, {"s": sid})["data"]["sessionPrompts"])
+    assert doc.events[-1] == {"op": "clear_video"}
+    gql(CLOSE, {"s": sid})
+    gone = gql(PROMPTS, {"s": sid})
+    assert gone["errors"][0]["extensions"]["code"] == "NOT_FOUND"

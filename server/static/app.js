@@ -4,12 +4,14 @@
 
 import { closeSession, getLimits, gql, mediaUrl, setToken } from "./api.js";
 import { isSessionGone } from "./errors.js";
+import { initBackground } from "./background.js";
 import { initEditor } from "./editor.js";
 import { initExport } from "./exporter.js";
 import { FramePlayer } from "./player.js";
 import { initPropagation } from "./propagate.js";
 import { MatteCache, MatteRenderer } from "./render.js";
 import { PromptModel } from "./prompts.js";
+import { initPromptsFile } from "./promptsfile.js";
 import { Messages, askToken, installShortcuts, toggleHelp } from "./ui.js";
 import { initUpload } from "./upload.js";
 import { describeLimits, formatSeconds } from "./util.js";
@@ -19,7 +21,8 @@ const VIDEO_FIELDS = "id path url posterUrl width height frameCount fps duration
 const VIDEOS = `query Videos { defaultVideo { path } videos { edges { node { ${VIDEO_FIELDS} } } } }`;
 const START = `mutation StartSession($input: StartSessionInput!) { startSession(input: $input) { sessionId } }`;
 const SESSION = `query Session($id: String!) { session(sessionId: $id) {
-  sessionId frameCount fps width height expiresInSeconds } }`;
+  sessionId frameCount fps width height expiresInSeconds propagatedFrames
+  objects { objectId } video { ${VIDEO_FIELDS} } } }`;
 const VIEWS = ["overlay", "composite", "matte"];
 
 const els = new Proxy({}, { get: (cache, id) => (cache[id] ??= $(id)) });
@@ -160,6 +163,7 @@ function updateControls() {
   document.body.dataset.state = !s ? "idle" : s.lost ? "lost" : propagating ? "propagating" : "ready";
   document.body.dataset.session = live ? s.id : "";
   app.editor?.renderObjects();
+  app.promptsFile?.refresh();
 }
 
 function updateSessionStatus() {
@@ -225,8 +229,10 @@ async function closeCurrent() {
   }
 }
 
-async function startSession(video) {
-  const { startSession: started } = await gql(START, { input: { path: video.path } });
+/** A new session on video (replaying the prompts file text `prompts` when given). */
+async function startSession(video, prompts = null) {
+  const input = prompts === null ? { path: video.path } : { path: video.path, prompts };
+  const { startSession: started } = await gql(START, { input });
   const { session } = await gql(SESSION, { id: started.sessionId });
   return {
     id: session.sessionId,
@@ -234,25 +240,36 @@ async function startSession(video) {
     frameCount: session.frameCount,
     width: session.width,
     height: session.height,
+    opened: { video: session.video, objectIds: session.objects.map((o) => o.objectId), frames: session.propagatedFrames },
   };
 }
 
-async function openVideo(video) {
+/** Open video in a new session; `file` ({prompts, events}): from a prompts file. */
+async function openVideo(video, file = null) {
   if (app.state.opening) return;
   app.propagation?.abort();
   app.player.pause();
   app.state.opening = true;
-  retryLast = () => openVideo(video);
+  retryLast = () => openVideo(video, file);
+  const title = els["video-title"].textContent;
   els["video-title"].textContent = `Opening ${video.uploadName ?? video.path}…`;
   try {
-    await closeCurrent();
-    const session = await startSession(video);
+    let session;
+    if (file) {
+      session = await startSession(video, file.prompts); // a refused file keeps the open session
+      await closeCurrent();
+    } else {
+      await closeCurrent();
+      session = await startSession(video);
+    }
+    if (!video.url) video = { ...session.opened.video, uploadName: file?.fileName.replace(/\.prompts\.json$|\.json$/, "") };
     app.state.video = video;
     app.state.session = session;
     renderGallery();
     app.prompts.reset();
     app.mattes.clear();
     app.editor.reset();
+    if (file) await app.promptsFile.show(session, file.events, session.opened.objectIds, session.opened.frames);
     els.scrubber.max = String(session.frameCount - 1);
     els["preview"].height = Math.round((els.preview.width * session.height) / session.width);
     els["stage-empty"].hidden = true;
@@ -271,7 +288,7 @@ async function openVideo(video) {
       els["stage-empty"].hidden = false;
       app.state.video = null;
       renderGallery();
-    }
+    } else els["video-title"].textContent = title;
     app.fail(err);
   } finally {
     app.state.opening = false;
@@ -328,6 +345,7 @@ function init() {
   app.editor = initEditor(app);
   app.propagation = initPropagation(app);
   app.exporter = initExport(app);
+  app.promptsFile = initPromptsFile(app, openVideo);
 
   new ResizeObserver(fitStage).observe(els["stage-wrap"]);
   els.scrubber.addEventListener("input", () => seek(Number(els.scrubber.value)));
@@ -341,11 +359,7 @@ function init() {
   els["overlay-opacity"].addEventListener("input", () => {
     els.overlay.style.opacity = els["overlay-opacity"].value;
   });
-  for (const kind of ["checker", "colour", "image"]) {
-    $(`bg-${kind}`).addEventListener("change", () => setBackground(kind));
-  }
-  els["bg-colour-input"].addEventListener("input", () => setBackground("colour"));
-  els["bg-image-input"].addEventListener("change", loadBackgroundImage);
+  initBackground(app);
 
   installShortcuts({
     ArrowLeft: () => seek(app.player.frame - 1),
@@ -384,25 +398,6 @@ function togglePlay() {
   if (app.player.playing) app.player.pause();
   else app.player.play();
   updateControls();
-}
-
-function setBackground(kind) {
-  app.state.background.kind = kind;
-  app.state.background.colour = els["bg-colour-input"].value;
-  $(`bg-${kind}`).checked = true;
-  if (kind === "image" && !app.state.background.image) els["bg-image-input"].click();
-  scheduleRender();
-}
-
-async function loadBackgroundImage() {
-  const file = els["bg-image-input"].files?.[0];
-  if (!file) return;
-  try {
-    app.state.background.image = await createImageBitmap(file);
-    setBackground("image");
-  } catch {
-    app.messages.error({ code: "BAD_USER_INPUT", message: `${file.name} is not an image this browser can read.` });
-  }
 }
 
 init();

@@ -243,6 +243,21 @@ export function initEditor(app) {
     addObject();
   }
 
+  /** Take over a session opened from a prompts file: its objects (the server's) and prompts. */
+  function load(states, objectIds) {
+    objects.length = 0;
+    serverObjects.clear();
+    for (const id of objectIds) {
+      objects.push({ id, colour: COLOURS[id % COLOURS.length] });
+      serverObjects.add(id);
+    }
+    nextId = objectIds.length ? Math.max(...objectIds) + 1 : 0;
+    active = objects[0]?.id ?? null;
+    prompts.load(states);
+    if (!objects.length) addObject();
+    app.exporter?.refreshObjects();
+  }
+
   // -- the stage ----------------------------------------------------------------------------
 
   function normalised(e) {
@@ -347,6 +362,7 @@ export function initEditor(app) {
     clearAll,
     replay,
     reset,
+    load,
     renderObjects,
     drawMarkers,
   };

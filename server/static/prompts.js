@@ -96,6 +96,12 @@ export class PromptModel {
     return step.items.map(({ frame, objectId, before }) => this.#set(frame, objectId, before));
   }
 
+  /** Take over prompts made elsewhere (a prompts file): [{frame, objectId, points, box}]. */
+  load(states) {
+    this.reset();
+    for (const s of states) this.#set(s.frame, s.objectId, { points: s.points, box: s.box });
+  }
+
   /** Forget everything (a new video). */
   reset() {
     this.states.clear();
