@@ -12,8 +12,8 @@ A client only ever names a video by an id the library handed out (``gallery/<fil
 ``uploads/<sha256>.mp4``, the SAM 2 demo's ``Video.path``). :meth:`MediaLibrary.resolve` maps it
 to a file on the server; a client-supplied path never reaches the filesystem. Layout under
 ``settings.data``: ``uploads/<sha256>.mp4`` (content-addressed, transcoded), ``posters/*.jpg``,
-``sources/<sha256>`` (the sha256 of the bytes sent, named by prompts files) and ``tmp/``
-(uploads in progress, always removed).
+``sources/<sha256>`` (the sha256 of the bytes sent, named by prompts files:
+:mod:`server.upload_sources`) and ``tmp/`` (uploads in progress, always removed).
 
 With per-client tokens (``API_TOKENS``) an upload belongs to the clients that sent it: the
 file stays shared (one per content), and ``owners/<client key>/<sha256>`` records who may use
@@ -41,16 +41,8 @@ from urllib.parse import quote
 from sam2_matting.errors import InvalidInputError, MattingError, NotFoundError, VideoError
 from sam2_matting.video import open_video
 from server.config import Settings
-from server.transcode import (
-    OUTPUT_CRF,
-    OUTPUT_MAX_SIDE,
-    OUTPUT_PRESET,
-    Readable,
-    UploadLimits,
-    copy_limited,
-    transcode_h264,
-    write_poster,
-)
+from server.transcode import Readable, UploadLimits, copy_limited, transcode_h264, write_poster
+from server.upload_sources import SourceRecords, upload_key
 
 __all__ = ["GALLERY_EXTENSIONS", "MediaLibrary", "VideoRecord"]
 
@@ -103,6 +95,7 @@ class MediaLibrary:
         self.tmp_dir = self.data_dir / "tmp"
         self.owners_dir = self.data_dir / "owners"
         self.sources_dir = self.data_dir / "sources"  # sha256 of the bytes sent, per upload
+        self.sources = SourceRecords(self.sources_dir, self.tmp_dir)
         # Uploads are bound to their clients only with per-client tokens (API_TOKENS).
         self.per_client = bool(settings.api_tokens)
         folders = (self.uploads_dir, self.posters_dir, self.tmp_dir, self.owners_dir)
@@ -201,7 +194,7 @@ class MediaLibrary:
             # The id is the hash of what the user sent and of everything that shapes the
             # transcode: x264's output is not byte-identical between runs (threads), so hashing
             # the output would give one file two ids. A repeated upload reuses the stored file.
-            digest, sent_sha = _upload_key(src, self.limits, start_time_sec, duration_time_sec)
+            digest, sent_sha = upload_key(src, self.limits, start_time_sec, duration_time_sec)
             final = self.uploads_dir / f"{digest}.mp4"
             existing = self._stored_upload(digest)
             if existing is not None and self.may_use(digest, owner):
@@ -225,7 +218,7 @@ class MediaLibrary:
             # The poster is written first, so an upload that exists always has its poster.
             record = self._probe(out, f"uploads/{digest}.mp4", f"posters/{digest}.jpg")
             try:
-                self._write_source(digest, sent_sha)
+                self.sources.write(digest, sent_sha)
                 os.replace(out, final)  # same filesystem: atomic; a re-upload just replaces
             except OSError:
                 if not final.exists():
@@ -342,24 +335,10 @@ class MediaLibrary:
         if not file.is_file():
             raise NotFoundError(f"unknown video: uploads/{digest}.mp4")
         record = self._probe(file, f"uploads/{digest}.mp4", f"posters/{digest}.jpg")
-        record = replace(record, upload_sha256=self._read_source(digest))
+        record = replace(record, upload_sha256=self.sources.read(digest))
         with self._lock:
             self._uploads[digest] = record
         return record
-
-    # ``sources/<id>``: the sha256 of the bytes sent, which prompts files name so that
-    # ``matte`` can tell the original upload from the transcoded copy it must be given.
-    def _write_source(self, digest: str, sent_sha: str) -> None:
-        tmp = self.tmp_dir / f"source-{digest}-{uuid.uuid4().hex}"
-        tmp.write_text(sent_sha + "\n", encoding="ascii")
-        os.replace(tmp, self.sources_dir / digest)
-
-    def _read_source(self, digest: str) -> str | None:
-        try:
-            text = (self.sources_dir / digest).read_text(encoding="ascii").strip()
-        except (OSError, UnicodeDecodeError):
-            return None  # stored before sources were kept
-        return text if re.fullmatch(r"[0-9a-f]{64}", text) else None
 
     def _remove_stale_temps(self) -> None:
         # Left by a killed process; young ones may belong to another worker's upload in flight.
@@ -383,26 +362,6 @@ def _check_id(video_id: str) -> None:
         or not PLAIN_NAME.fullmatch(video_id)
     ):
         raise InvalidInputError("invalid video path: use the path of a gallery video or an upload")
-
-
-def _upload_key(
-    src: Path, limits: UploadLimits, start: float | None, duration: float | None
-) -> tuple[str, str]:
-    """sha256 of the uploaded bytes and of the transcode settings and trim window, and
-    sha256 of the bytes alone."""
-    digest = hashlib.sha256()
-    sent = hashlib.sha256()
-    with open(src, "rb") as f:
-        for chunk in iter(lambda: f.read(1024 * 1024), b""):
-            digest.update(chunk)
-            sent.update(chunk)
-    recipe = (
-        f"\0transcode-v1 crf={OUTPUT_CRF} preset={OUTPUT_PRESET} side={OUTPUT_MAX_SIDE}"
-        f" max_side={limits.max_side} max_fps={limits.max_fps!r} max_frames={limits.max_frames}"
-        f" max_duration={limits.max_duration_sec!r} start={start!r} duration={duration!r}"
-    )
-    digest.update(recipe.encode())
-    return digest.hexdigest(), sent.hexdigest()
 
 
 def _printable(name: str | None) -> str:
