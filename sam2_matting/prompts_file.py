@@ -43,6 +43,7 @@ from sam2_matting.prompts_doc import (
 )
 from sam2_matting.prompts_record import RecordingSession, record
 from sam2_matting.prompts_validate import FORMAT, VERSION, validate_document
+from sam2_matting.steps import CancelToken
 
 __all__ = [
     "FORMAT",
@@ -224,7 +225,17 @@ class Propagation:
         return session.propagate(self.start_frame, **args)
 
     def as_recorded(self, session: Any) -> list[Any]:
-        """The frames the recorded propagation yielded, computed again (then it stops)."""
+        """The frames the recorded propagation yielded, computed again (then it stops).
+
+        One stopped before its first frame is started and stopped the same way: SAM 2 had not
+        begun it (its preflight, which consolidates the prompts into tracking memory, runs with
+        the first frame), so the session is left exactly as the recorded one was."""
+        if self.frames == 0:
+            stopped = CancelToken()
+            stopped.cancel()
+            for _ in self.run(session, cancel=stopped):
+                pass  # none: the session stops before SAM 2's first step
+            return []
         frames = self.run(session)
         out: list[Any] = []
         try:
