@@ -270,6 +270,7 @@ async function openVideo(video, file = null) {
     app.mattes.clear();
     app.editor.reset();
     if (file) await app.promptsFile.show(session, file.events, session.opened.objectIds, session.opened.frames);
+    app.promptsFile.changed();
     els.scrubber.max = String(session.frameCount - 1);
     els["preview"].height = Math.round((els.preview.width * session.height) / session.width);
     els["stage-empty"].hidden = true;
@@ -296,20 +297,10 @@ async function openVideo(video, file = null) {
   }
 }
 
-/** A new session on the same video, with every prompt sent again (after an expiry). */
+/** A new session on the same video after an expiry (promptsfile.js: how it is rebuilt). */
 async function restartSession() {
-  const video = app.state.video;
-  if (!video) return;
   retryLast = restartSession;
-  try {
-    app.state.session = await startSession(video);
-    app.mattes.clear();
-    updateSessionStatus();
-    await app.editor.replay();
-    app.messages.info("Session restarted; your clicks were sent again.", { key: "restart" });
-  } catch (err) {
-    app.fail(err);
-  }
+  await app.promptsFile.restart(startSession, updateSessionStatus);
   updateControls();
   scheduleRender();
 }

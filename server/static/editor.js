@@ -3,6 +3,7 @@
 
 import { gql } from "./api.js";
 import { isSessionGone } from "./errors.js";
+import { drawFrameMarkers } from "./markers.js";
 import { requestFor } from "./prompts.js";
 
 const COLOURS = ["#ff4d4d", "#4da3ff", "#ffd24d", "#5ee07a", "#c77dff", "#ff9f43", "#2ee6d6", "#ff6bd6"];
@@ -17,7 +18,6 @@ const DOCS = {
     clearPointsInVideo(input: $input) { success } }`,
 };
 const DRAG_PX = 6; // a press that moves further than this is a box, not a click
-const SVG = "http://www.w3.org/2000/svg";
 
 export function initEditor(app) {
   const { els, prompts, mattes } = app;
@@ -26,6 +26,7 @@ export function initEditor(app) {
   let nextId = 0;
   const serverObjects = new Set(); // objects the server's session knows
   let queue = Promise.resolve();
+  let unsent = []; // changes a lost session did not take, due once it is rebuilt
   let pending = 0;
   let drag = null;
 
@@ -62,6 +63,7 @@ export function initEditor(app) {
       serverObjects.add(change.objectId);
     }
     applyResult(op, data);
+    app.promptsFile?.changed();
   }
 
   /** Run task after the requests already queued; marks the stage busy meanwhile. */
@@ -87,9 +89,18 @@ export function initEditor(app) {
     if (!changes.length) return queue;
     return enqueue(
       async () => {
-        for (const change of changes) {
-          if (!app.state.session || app.state.session.lost) return;
-          await send(change);
+        for (const [i, change] of changes.entries()) {
+          if (!app.state.session) return;
+          if (app.state.session.lost) {
+            unsent.push(...changes.slice(i));
+            return;
+          }
+          try {
+            await send(change);
+          } catch (err) {
+            if (isSessionGone(err)) unsent.push(...changes.slice(i));
+            throw err;
+          }
         }
       },
       (err) => {
@@ -158,10 +169,12 @@ export function initEditor(app) {
       const swatch = document.createElement("span");
       swatch.className = "swatch";
       swatch.style.background = obj.colour;
-      const frames = prompts.framesOf(obj.id).length;
+      const frames = prompts.framesOf(obj.id);
+      const masks = frames.filter((f) => prompts.hasMask(f, obj.id)).length;
       const count = document.createElement("span");
       count.className = "count";
-      count.textContent = frames ? `${frames} frame${frames > 1 ? "s" : ""}` : "no clicks";
+      count.textContent = frames.length ? `${frames.length} frame${frames.length > 1 ? "s" : ""}` : "no clicks";
+      if (masks) count.textContent += ` (${masks} mask)`;
       b.append(swatch, `Object ${obj.id + 1}`, count);
       b.title = i < 9 ? `Select (key ${i + 1})` : "Select";
       b.addEventListener("click", () => selectIndex(i));
@@ -220,22 +233,53 @@ export function initEditor(app) {
     const sessionId = app.state.session.id;
     enqueue(
       async () => {
-        await gql(DOCS.clearPointsInVideo, { input: { sessionId } });
+        try {
+          await gql(DOCS.clearPointsInVideo, { input: { sessionId } });
+        } catch (err) {
+          if (isSessionGone(err)) unsent.push({ clearAll: true });
+          throw err;
+        }
         serverObjects.clear();
         mattes.clear();
+        app.promptsFile?.changed();
       },
       (err) => app.fail(err),
     );
   }
 
-  /** Send every prompt again (a new session after an expiry). */
+  /** Send every prompt again (a new session after an expiry, when its file is not known). */
   function replay() {
     serverObjects.clear();
+    unsent = [];
     const changes = prompts.entries().map((s) => ({ ...s }));
     return submit(changes, { revertOnError: false });
   }
 
+  /** A lost session rebuilt from its prompts file (objects: the new session's): send what the
+   * lost one did not take, in order. */
+  function resend(objectIds) {
+    serverObjects.clear();
+    for (const id of objectIds) serverObjects.add(id);
+    const due = unsent;
+    unsent = [];
+    const changes = [];
+    for (const c of [...due, null]) {
+      if (c && !c.clearAll) {
+        changes.push(c);
+        continue;
+      }
+      if (changes.length) submit(changes.splice(0), { revertOnError: false });
+      if (c) enqueue(async () => {
+        await gql(DOCS.clearPointsInVideo, { input: { sessionId: app.state.session.id } });
+        serverObjects.clear();
+        app.promptsFile?.changed();
+      }, (err) => app.fail(err));
+    }
+    return queue;
+  }
+
   function reset() {
+    unsent = [];
     objects.length = 0;
     serverObjects.clear();
     nextId = 0;
@@ -244,7 +288,8 @@ export function initEditor(app) {
   }
 
   /** Take over a session opened from a prompts file: its objects (the server's) and prompts. */
-  function load(states, objectIds) {
+  function load(states, objectIds, masks = []) {
+    unsent = [];
     objects.length = 0;
     serverObjects.clear();
     for (const id of objectIds) {
@@ -253,7 +298,7 @@ export function initEditor(app) {
     }
     nextId = objectIds.length ? Math.max(...objectIds) + 1 : 0;
     active = objects[0]?.id ?? null;
-    prompts.load(states);
+    prompts.load(states, masks);
     if (!objects.length) addObject();
     app.exporter?.refreshObjects();
   }
@@ -301,46 +346,9 @@ export function initEditor(app) {
   els["clear-frame"].addEventListener("click", clearFrame);
   els["clear-all"].addEventListener("click", clearAll);
 
-  /** Points and boxes of this frame as SVG (in frame pixels); rubber is a box being dragged. */
+  /** Points and boxes of this frame as SVG (markers.js); rubber is a box being dragged. */
   function drawMarkers(frame, rubber = null) {
-    const s = app.state.session;
-    const svg = els.markers;
-    svg.replaceChildren();
-    if (!s) return;
-    svg.setAttribute("viewBox", `0 0 ${s.width} ${s.height}`);
-    const unit = Math.max(s.width, s.height) / 100;
-    const add = (name, attrs) => {
-      const el = document.createElementNS(SVG, name);
-      for (const [k, v] of Object.entries(attrs)) el.setAttribute(k, String(v));
-      svg.append(el);
-      return el;
-    };
-    const rect = (b, colour, dashed) =>
-      add("rect", {
-        x: Math.min(b[0], b[2]) * s.width,
-        y: Math.min(b[1], b[3]) * s.height,
-        width: Math.abs(b[2] - b[0]) * s.width,
-        height: Math.abs(b[3] - b[1]) * s.height,
-        fill: "none",
-        stroke: colour,
-        "stroke-width": unit * 0.4,
-        "stroke-dasharray": dashed ? `${unit} ${unit}` : "none",
-      });
-    for (const obj of objects) {
-      const { points, box: b } = prompts.get(frame, obj.id);
-      if (b) rect(b, obj.colour, false).classList.add("box");
-      for (const [x, y, label] of points) {
-        const cx = x * s.width;
-        const cy = y * s.height;
-        const r = unit * (obj.id === active ? 1.3 : 1);
-        add("circle", { cx, cy, r, fill: label ? obj.colour : "#111", stroke: label ? "#fff" : obj.colour, "stroke-width": unit * 0.35 })
-          .classList.add(label ? "positive" : "negative");
-        const h = r * 0.55;
-        add("line", { x1: cx - h, y1: cy, x2: cx + h, y2: cy, stroke: label ? "#000" : "#fff", "stroke-width": unit * 0.3 });
-        if (label) add("line", { x1: cx, y1: cy - h, x2: cx, y2: cy + h, stroke: "#000", "stroke-width": unit * 0.3 });
-      }
-    }
-    if (rubber) rect(rubber, colourOf(active), true);
+    drawFrameMarkers(els.markers, app.state.session, { frame, objects, active, prompts, rubber: rubber && { box: rubber, colour: colourOf(active) } });
   }
 
   return {
@@ -361,6 +369,7 @@ export function initEditor(app) {
     clearFrame,
     clearAll,
     replay,
+    resend,
     reset,
     load,
     renderObjects,

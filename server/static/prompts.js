@@ -9,6 +9,11 @@
 // Every change replaces the whole prompt of one (frame, object) on the server (addPoints with
 // clearOldPoints, addBox, clearPointsInFrame or removeObject), so undoing is sending an older
 // state again, and a lost session is rebuilt by replaying entries().
+//
+// Mask prompts (from a prompts file: the page has no mask tool) are only known by frame and
+// object (hasMask): they count as that object's prompts, so clearing its last point or box
+// does not remove it. As in SAM 2, a point or box on that frame replaces the mask, and clearing
+// the frame clears it; neither comes back with undo (open the file again for that).
 
 const EMPTY = Object.freeze({ points: Object.freeze([]), box: null });
 
@@ -24,6 +29,12 @@ export class PromptModel {
   constructor() {
     this.states = new Map(); // "frame:object" -> { frame, objectId, points: [[x, y, label]], box }
     this.history = []; // [{ label, items: [{ frame, objectId, before }] }]
+    this.masks = new Set(); // "frame:object" of mask prompts
+  }
+
+  /** Whether objectId has a mask prompt on frame. */
+  hasMask(frame, objectId) {
+    return this.masks.has(key(frame, objectId));
   }
 
   /** The prompt of (frame, objectId): { points: [[x, y, label], ...], box: [x0, y0, x1, y1] | null }. */
@@ -40,7 +51,7 @@ export class PromptModel {
   /** Frames on which objectId has a prompt (all objects when objectId is undefined). */
   framesOf(objectId) {
     const frames = new Set();
-    for (const s of this.states.values()) {
+    for (const s of [...this.states.values(), ...this.#maskEntries()]) {
       if (objectId === undefined || s.objectId === objectId) frames.add(s.frame);
     }
     return [...frames].sort((a, b) => a - b);
@@ -48,7 +59,7 @@ export class PromptModel {
 
   /** Whether any object has a prompt anywhere. */
   get isEmpty() {
-    return this.states.size === 0;
+    return this.states.size === 0 && this.masks.size === 0;
   }
 
   get canUndo() {
@@ -71,12 +82,20 @@ export class PromptModel {
 
   /** Remove objectId's prompt on one frame; null when there was none. */
   clearFrame(frame, objectId) {
+    if (this.masks.delete(key(frame, objectId)) && isEmpty(this.get(frame, objectId))) {
+      return { frame, objectId, points: EMPTY.points, box: null }; // not undoable: see above
+    }
     if (isEmpty(this.get(frame, objectId))) return null;
     return this.#apply("clear", [[frame, objectId, EMPTY]])[0];
   }
 
   /** Remove every prompt of objectId; returns the changes (empty when it had none). */
   removeObject(objectId) {
+    const masks = this.#maskEntries().filter((m) => m.objectId === objectId);
+    for (const m of masks) this.masks.delete(key(m.frame, m.objectId));
+    if (masks.length && !this.framesOf(objectId).length) {
+      return [{ frame: masks[0].frame, objectId, points: EMPTY.points, box: null }];
+    }
     const items = this.entries()
       .filter((s) => s.objectId === objectId)
       .map((s) => [s.frame, s.objectId, EMPTY]);
@@ -85,6 +104,7 @@ export class PromptModel {
 
   /** Remove every prompt; returns the changes. */
   clearAll() {
+    this.masks.clear();
     const items = this.entries().map((s) => [s.frame, s.objectId, EMPTY]);
     return items.length ? this.#apply("clear all", items) : [];
   }
@@ -96,16 +116,26 @@ export class PromptModel {
     return step.items.map(({ frame, objectId, before }) => this.#set(frame, objectId, before));
   }
 
-  /** Take over prompts made elsewhere (a prompts file): [{frame, objectId, points, box}]. */
-  load(states) {
+  /** Take over prompts made elsewhere (a prompts file): [{frame, objectId, points, box}] and
+   * the [{frame, objectId}] of its mask prompts. */
+  load(states, masks = []) {
     this.reset();
     for (const s of states) this.#set(s.frame, s.objectId, { points: s.points, box: s.box });
+    for (const m of masks) this.masks.add(key(m.frame, m.objectId));
   }
 
   /** Forget everything (a new video). */
   reset() {
+    this.masks.clear();
     this.states.clear();
     this.history.length = 0;
+  }
+
+  #maskEntries() {
+    return [...this.masks].map((k) => {
+      const [frame, objectId] = k.split(":").map(Number);
+      return { frame, objectId };
+    });
   }
 
   #apply(label, items) {
@@ -120,6 +150,7 @@ export class PromptModel {
 
   #set(frame, objectId, state) {
     const k = key(frame, objectId);
+    if (!isEmpty(state)) this.masks.delete(k); // a point or box replaces a mask prompt
     if (isEmpty(state)) this.states.delete(k);
     else this.states.set(k, { frame, objectId, points: state.points, box: state.box });
     return { frame, objectId, points: state.points, box: state.box };

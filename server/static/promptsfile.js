@@ -1,7 +1,8 @@
 // Prompts files on the page (docs/prompts-file.md): "Download prompts" saves the session's
 // file, named after the video; "Open prompts" starts a session from one and shows its prompts
 // and mattes; "Download this video" saves the exact video the file refers to (for an upload, the
-// service's H.264 copy: the one `sam2-matting matte --prompts` must be given).
+// service's H.264 copy: the one `sam2-matting matte --prompts` must be given). The latest file
+// of the open session is kept (changed() after each change): a lost session is rebuilt from it.
 
 import { gql, mediaUrl } from "./api.js";
 import { ApiError } from "./errors.js";
@@ -31,8 +32,8 @@ export function videoFileName(video) {
 
 /**
  * The page's prompts ({frame, objectId, points: [[x, y, label]], box}) after a file's events,
- * in order, as the session applied them. Mask prompts replace the frame's points and boxes and
- * are not drawn (the page has no mask tool).
+ * in order, as the session applied them. Mask prompts replace the frame's points and boxes; the
+ * page marks them (masksFromEvents) but does not draw them (it has no mask tool).
  */
 export function statesFromEvents(events) {
   const states = new Map();
@@ -55,6 +56,20 @@ export function statesFromEvents(events) {
     }
   }
   return [...states.values()];
+}
+
+/** The [{frame, objectId}] of the mask prompts a file's events leave (see statesFromEvents). */
+export function masksFromEvents(events) {
+  const masks = new Map();
+  for (const e of events) {
+    const k = `${e.frame}:${e.object}`;
+    if (e.op === "add_mask") masks.set(k, { frame: e.frame, objectId: e.object });
+    else if (e.op === "add_points" || e.op === "add_box" || e.op === "clear_frame") masks.delete(k);
+    else if (e.op === "remove_object") {
+      for (const [mk, m] of masks) if (m.objectId === e.object) masks.delete(mk);
+    } else if (e.op === "clear_video") masks.clear();
+  }
+  return [...masks.values()];
 }
 
 /** Parse a prompts file enough to know its video; the service checks the rest. */
@@ -83,6 +98,38 @@ function save(href, name) {
 
 export function initPromptsFile(app, openVideo) {
   const { els } = app;
+  // The latest file the service gave for the open session, refreshed after each change it
+  // took: a lost session is rebuilt from it (its mask prompts and the order of its events).
+  let latest = null; // { sessionId, text, covers }
+  let track = { sessionId: null, changes: 0, fetching: null };
+
+  /** A change the open session took (a prompt, a propagation): fetch its file again. */
+  function changed() {
+    const s = app.state.session;
+    if (!s || s.lost) return;
+    if (track.sessionId !== s.id) track = { sessionId: s.id, changes: 0, fetching: null };
+    track.changes += 1;
+    const t = track;
+    t.fetching ??= (async () => {
+      while (track === t && !(latest?.sessionId === t.sessionId && latest.covers >= t.changes)) {
+        const covers = t.changes; // changes already answered: the file holds them
+        try {
+          const { sessionPrompts } = await gql(PROMPTS, { id: t.sessionId });
+          latest = { sessionId: t.sessionId, text: sessionPrompts, covers };
+        } catch {
+          return; // gone or unreachable: the page's next call says so
+        }
+      }
+    })().finally(() => {
+      t.fetching = null;
+    });
+  }
+
+  /** The file of lost session `id` if it holds every change the session took, else null. */
+  function fileOf(id) {
+    const current = latest?.sessionId === id && track.sessionId === id && latest.covers === track.changes;
+    return current ? latest.text : null;
+  }
 
   async function download() {
     const s = app.state.session;
@@ -117,10 +164,36 @@ export function initPromptsFile(app, openVideo) {
 
   /** After a session was opened from a file: its prompts on the stage, its mattes fetched. */
   async function show(session, events, objectIds, frames) {
-    app.editor.load(statesFromEvents(events), objectIds);
+    app.editor.load(statesFromEvents(events), objectIds, masksFromEvents(events));
     for (let i = 0; i < frames.length; i += MATTES_PER_QUERY) {
       const data = await gql(MATTES, { id: session.id, frames: frames.slice(i, i + MATTES_PER_QUERY) });
       for (const f of data.mattes) app.mattes.setFrame(f.frameIndex, f.rleMaskList);
+    }
+  }
+
+  /**
+   * A new session on the open video after an expiry: rebuilt from the lost one's file (every
+   * event in order, so the same mattes), then the prompts it did not take are sent; without a
+   * current file, every prompt on the page is sent again (mask prompts and order are lost).
+   */
+  async function restart(startSession, onSession) {
+    const video = app.state.video;
+    if (!video) return;
+    try {
+      const file = app.state.session ? fileOf(app.state.session.id) : null;
+      app.state.session = await startSession(video, file);
+      onSession();
+      changed();
+      if (file) {
+        await app.editor.resend(app.state.session.opened.objectIds);
+      } else {
+        app.mattes.clear();
+        await app.editor.replay();
+      }
+      const how = file ? "rebuilt from its prompts file" : "restarted; your clicks were sent again";
+      app.messages.info(`Session ${how}.`, { key: "restart" });
+    } catch (err) {
+      app.fail(err);
     }
   }
 
@@ -142,5 +215,5 @@ export function initPromptsFile(app, openVideo) {
     const file = els["prompts-input"].files?.[0];
     if (file) open(file);
   });
-  return { download, show, refresh };
+  return { download, show, refresh, changed, fileOf, restart };
 }

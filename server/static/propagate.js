@@ -80,6 +80,7 @@ export function initPropagation(app) {
       running = false;
       cancelling = false;
       controller = null;
+      app.promptsFile?.changed(); // the session recorded the frames it streamed
       app.updateControls();
       app.scheduleRender();
     }

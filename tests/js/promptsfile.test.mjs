@@ -3,8 +3,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
 
-import { PromptModel } from "../../server/static/prompts.js";
+import { PromptModel, requestFor } from "../../server/static/prompts.js";
 import {
+  masksFromEvents,
   promptsFileName,
   readPromptsFile,
   statesFromEvents,
@@ -58,4 +59,36 @@ test("text that is not a prompts file is refused readably", () => {
   assert.throws(() => readPromptsFile("b.json", '{"format": "x", "events": []}'), /b.json is not a sam2-matting prompts file/);
   const doc = readPromptsFile("c.json", '{"format": "sam2-matting-prompts", "events": [], "video": {"path": "gallery/a.mp4"}}');
   assert.equal(doc.video.path, "gallery/a.mp4");
+});
+
+test("mask prompts are kept by frame and object, and keep their object alive", () => {
+  const mask = (frame, object) => ({ op: "add_mask", frame, object, mask: {} });
+  const masks = masksFromEvents([
+    mask(2, 0), mask(5, 0), mask(3, 1), mask(4, 2), mask(6, 3),
+    points(5, 0, [[0.5, 0.5]], [1]), // a click replaces the frame's mask
+    { op: "clear_frame", frame: 3, object: 1 },
+    { op: "remove_object", object: 2 },
+  ]);
+  assert.deepEqual(masks, [{ frame: 2, objectId: 0 }, { frame: 6, objectId: 3 }]);
+  assert.deepEqual(masksFromEvents([mask(1, 1), { op: "clear_video" }]), []);
+
+  const prompts = new PromptModel();
+  prompts.load([{ frame: 7, objectId: 0, points: [[0.1, 0.1, 1]], box: null }], masks);
+  assert.ok(prompts.hasMask(2, 0) && !prompts.hasMask(7, 0));
+  assert.deepEqual(prompts.framesOf(0), [2, 7]);
+  // Clearing object 0's last point: it still has its mask prompt, so it is not removed.
+  const cleared = prompts.clearFrame(7, 0);
+  assert.equal(requestFor(cleared, prompts, "s").op, "clearPointsInFrame");
+  // Clearing the mask's frame clears the mask; now the object has nothing left.
+  const last = prompts.clearFrame(2, 0);
+  assert.deepEqual(last, { frame: 2, objectId: 0, points: [], box: null });
+  assert.equal(requestFor(last, prompts, "s").op, "removeObject");
+  // A click on a mask's frame replaces it; an object with only a mask can be removed.
+  prompts.addPoint(6, 3, 0.5, 0.5, 1);
+  assert.ok(!prompts.hasMask(6, 3));
+  prompts.load([], [{ frame: 1, objectId: 4 }]);
+  assert.ok(!prompts.isEmpty);
+  const removed = prompts.removeObject(4);
+  assert.equal(requestFor(removed.at(-1), prompts, "s").op, "removeObject");
+  assert.ok(prompts.isEmpty);
 });
