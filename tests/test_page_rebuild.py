@@ -144,3 +144,18 @@ def test_a_lost_session_is_rebuilt_from_its_prompts_file(
         assert page_mattes == _mattes(service, ref_id)
     finally:
         service.close(ref_id)
+
+    # Object 2 has only its mask prompt (frame 52): its click elsewhere, cleared, clears that
+    # frame; the object and its mask stay.
+    p.page.keyboard.press("2")
+    _seek(p, 57)
+    p.click_stage(0.7, 0.3)
+    p.settled()
+    p.page.keyboard.press("c")
+    p.settled()
+    after = _events(service, second)[len(rebuilt) + 1 :]
+    assert [e["op"] for e in after] == ["add_points", "clear_frame"]
+    assert after[1] == {"op": "clear_frame", "frame": 57, "object": 1}
+    assert p.js("matting.editor.objects.map(o => o.id)") == [0, 1]
+    _seek(p, 52)
+    p.wait("markers.querySelectorAll('.mask-prompt').length === 1")

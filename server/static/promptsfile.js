@@ -180,8 +180,16 @@ export function initPromptsFile(app, openVideo) {
     const video = app.state.video;
     if (!video) return;
     try {
-      const file = app.state.session ? fileOf(app.state.session.id) : null;
-      app.state.session = await startSession(video, file);
+      let file = app.state.session ? fileOf(app.state.session.id) : null;
+      let session;
+      try {
+        session = await startSession(video, file);
+      } catch (err) {
+        if (!file || err?.code !== "BAD_USER_INPUT") throw err;
+        file = null; // the service refused the file (a new model, say): send the page's prompts
+        session = await startSession(video);
+      }
+      app.state.session = session;
       onSession();
       changed();
       if (file) {
