@@ -42,7 +42,7 @@ def _then(s: Any) -> list[bytes]:
     click on another frame, a propagation over both."""
     s.clear_points_in_frame(0, 1)
     s.add_points(2, 1, [[0.6, 0.3]], [1], normalized=True)
-    return [r.alphas.tobytes() for r in s.propagate(direction="forward")]
+    return [r.alphas.tobytes() for r in s.propagate(direction="forward", max_frames=4)]
 
 
 def test_a_propagation_stopped_before_its_first_frame_replays_as_recorded(
