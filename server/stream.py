@@ -303,8 +303,6 @@ def _generate(
         _release(entry, pipeline, token, metrics)
         if getattr(sock, "send_timed_out", False):
             log.warning("session %s: the client read nothing in time; stream cut", entry.id)
-        if sock is not None and hasattr(sock, "send_timeout"):
-            sock.send_timeout = None
         log.info("session %s: stream ended, %d/%d frames", entry.id, done, total)
 
 
