@@ -12,7 +12,10 @@ a 1080p source, each round measures in turn:
   session, which runs SAM 2's steps and post-processes (resize to video size, sigmoid, uint8);
 - **HTTP, both fields**: one NDJSON propagation of ``warmup + frames`` frames through the
   service, every frame carrying its encoded matte and its COCO mask (the default superset);
-- **HTTP, alpha only**: the same with ``"fields": ["alpha"]`` (what the project's page asks).
+- **HTTP, alpha only**: the same with ``"fields": ["alpha"]`` (what the project's page asks);
+- **HTTP, encoded inline**: both fields from a second service with
+  ``SAM2_MATTING_ENCODE_WORKERS=0`` (each frame encoded in the model's thread after its step:
+  the serial path, for comparison).
 
 fps counts the frames after the warm-up ones, by their arrival at the client. Medians over
 ``rounds``; the ratio is HTTP fps / model-only fps (goal: >= 0.90). Random weights: speed,
@@ -123,14 +126,22 @@ def main() -> None:
         tiny = make_tiny_model(tmp / "tiny", image_size=256, seed=0)
         for name in args.sizes.split(","):
             video = _clip(tmp / f"clip-{name}.mp4", args.warmup + args.frames + 2, SIZES[name])
-            root = tmp / f"svc-{name}"
             service = launch(
                 tiny.config, tiny.checkpoint, device="cpu", dtype="float32", video=video,
-                root=root, max_sessions=4,
+                root=tmp / f"svc-{name}", max_sessions=4,
             )  # fmt: skip
-            runs: dict[str, list[float]] = {"model": [], "both": [], "alpha": []}
+            os.environ["SAM2_MATTING_ENCODE_WORKERS"] = "0"
             try:
-                http_fps(service, 2, 2, None)  # warm the service (first session, first click)
+                serial = launch(
+                    tiny.config, tiny.checkpoint, device="cpu", dtype="float32", video=video,
+                    root=tmp / f"serial-{name}", max_sessions=4,
+                )  # fmt: skip
+            finally:
+                del os.environ["SAM2_MATTING_ENCODE_WORKERS"]
+            runs: dict[str, list[float]] = {"model": [], "both": [], "alpha": [], "inline": []}
+            try:
+                http_fps(service, 2, 2, None)  # warm the services (first session, first click)
+                http_fps(serial, 2, 2, None)
                 for _ in range(args.rounds):
                     fps = model_only(
                         tiny.config, tiny.checkpoint, video, args.warmup, args.frames, tmp
@@ -138,21 +149,20 @@ def main() -> None:
                     runs["model"].append(fps)
                     runs["both"].append(http_fps(service, args.warmup, args.frames, None))
                     runs["alpha"].append(http_fps(service, args.warmup, args.frames, ["alpha"]))
+                    runs["inline"].append(http_fps(serial, args.warmup, args.frames, None))
             finally:
                 stop(service)
+                stop(serial)
             med = {k: statistics.median(v) for k, v in runs.items()}
             rows.append((name, med, runs))
     print(
         f"stream over HTTP vs model only: tiny 256 px, random weights, CPU, torch on 1 thread; "
         f"{args.frames} frames after {args.warmup} warm-up, median of {args.rounds}"
     )
-    print("  source  model-only fps  HTTP both fps  ratio  HTTP alpha-only fps  ratio")
+    print("  fps (ratio to model only)   model only   HTTP both   HTTP alpha   HTTP inline")
     for name, med, _ in rows:
-        print(
-            f"  {name:<6} {med['model']:>14.2f} {med['both']:>14.2f} "
-            f"{med['both'] / med['model']:>6.3f} {med['alpha']:>20.2f} "
-            f"{med['alpha'] / med['model']:>6.3f}"
-        )
+        cells = [f"{med[k]:.2f} ({med[k] / med['model']:.3f})" for k in ("both", "alpha", "inline")]
+        print(f"  {name:<26} {med['model']:>11.2f}   " + "   ".join(cells))
     for name, _, runs in rows:
         each = "; ".join(f"{k} {[round(x, 2) for x in v]}" for k, v in runs.items())
         print(f"  {name} runs: {each}")

@@ -48,7 +48,7 @@ _AT_LEAST: dict[str, float] = {
     "max_query_depth": 1,
     "max_aliases": 1,
     "max_tokens": 1,
-    "encode_workers": 1,
+    "encode_workers": 0,
     "upload_jobs": 1,
 }
 _POSITIVE = (
@@ -96,7 +96,9 @@ class Settings:
         default=30.0,
         metadata={"help": "seconds a stream waits for a client that reads nothing, then ends it"},
     )
-    encode_workers: int = field(default=2, metadata={"help": "threads encoding streamed mattes"})
+    encode_workers: int = field(
+        default=2, metadata={"help": "threads encoding streamed mattes (0: in the model's thread)"}
+    )
     upload_jobs: int = field(default=2, metadata={"help": "uploads transcoded at once"})
     replica_id: str = field(
         default="", metadata={"help": "prefix of session ids, for a proxy routing to replicas"}

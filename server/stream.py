@@ -155,7 +155,12 @@ def init_app(
     send_timeout: float | None = 30.0,
     encode_workers: int = 2,
 ) -> None:
-    pool = ThreadPoolExecutor(max_workers=max(1, encode_workers), thread_name_prefix="encode")
+    # 0 workers: each frame is encoded in the producer thread, after its model step.
+    pool = (
+        ThreadPoolExecutor(max_workers=encode_workers, thread_name_prefix="encode")
+        if encode_workers > 0
+        else None
+    )
     app.extensions["sam2_matting_encoders"] = pool
 
     @app.post("/propagate_in_video")
