@@ -40,19 +40,21 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Collection, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from flask import Flask, Response, g, request
+from prometheus_client import Gauge
 
 from sam2_matting.errors import BusyError, InvalidInputError, MattingError
 from sam2_matting.limits import check_direction, check_max_frames
 from server.errors import SHUTTING_DOWN, client_error, error_response
 from server.session_entry import FIELDS, EncodedMatte, SessionEntry
 from server.sessions import SessionStore
-from server.stream_pipeline import FramePipeline
+from server.stream_pipeline import PRODUCER_SUFFIX, FramePipeline
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +164,12 @@ def init_app(
         else None
     )
     app.extensions["sam2_matting_encoders"] = pool
+    live = Gauge(
+        "sam2_matting_stream_producers",
+        "Live propagation producer threads",
+        registry=metrics.registry,
+    )
+    live.set_function(lambda: sum(t.name.endswith(PRODUCER_SUFFIX) for t in threading.enumerate()))
 
     @app.post("/propagate_in_video")
     def propagate_in_video() -> Response:

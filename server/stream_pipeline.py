@@ -32,6 +32,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 _END = object()
+PRODUCER_SUFFIX = "-producer"  # the producer threads' names end so (a gauge counts them)
 _POLL = 0.05  # seconds between checks of the cancel flag while waiting for room
 
 
@@ -56,7 +57,9 @@ class FramePipeline:
         self._pool = pool
         self._in_flight = max(1, in_flight)
         self._buffer: queue.Queue[Any] = queue.Queue(maxsize=max(1, depth))
-        self._thread = threading.Thread(target=self._run, name=f"{name}-producer", daemon=True)
+        self._thread = threading.Thread(
+            target=self._run, name=f"{name}{PRODUCER_SUFFIX}", daemon=True
+        )
         self._on_release = on_release  # called once the propagation let go of the session
         self.producer_done = threading.Event()
         self.error: BaseException | None = None

@@ -102,10 +102,7 @@ def _lines(resp: requests.Response) -> list[dict]:
 
 
 def _streams(server: Server) -> float:
-    text = requests.get(f"{server.url}/metrics", timeout=10).text
-    return float(
-        next(ln.split()[1] for ln in text.splitlines() if ln.startswith("sam2_matting_streams "))
-    )
+    return _metric(server, "sam2_matting_streams")
 
 
 def _wait_no_stream(server: Server, limit: float = 90) -> None:
@@ -300,3 +297,39 @@ def test_an_error_in_the_propagation_comes_after_the_parts_before_it() -> None:
             got.append(part)
     assert got == [b"1", b"2"]
     assert pipe.stop()
+
+
+def _metric(server: Server, name: str) -> float:
+    text = requests.get(f"{server.url}/metrics", timeout=10).text
+    return float(next(ln.split()[1] for ln in text.splitlines() if ln.startswith(name + " ")))
+
+
+def test_disconnect_cancel_and_close_leave_no_thread_behind(server: Server) -> None:
+    from service import CANCEL
+
+    sid = _session(server)
+    _ndjson(server, {"session_id": sid, "max_frames": 2})
+    # A client that goes away mid-stream.
+    gone = Client(server)
+    gone.propagate({"session_id": sid})
+    assert gone.status() == 200
+    gone.close()
+    _wait_no_stream(server)
+    # A cancelled stream, then a stream whose session is closed under it.
+    for stop_it in ("cancel", "close"):
+        if stop_it == "close":
+            sid = _session(server)
+        client = Client(server)
+        client.propagate({"session_id": sid})
+        assert client.status() == 200
+        if stop_it == "cancel":
+            server.data_of(CANCEL, {"input": {"sessionId": sid}})
+        else:
+            server.close_session(sid)
+        _wait_no_stream(server)  # it reads nothing: its last parts wait for the send timeout
+        client.close()
+    # Every producer thread has ended (the gauge counts the live ones by name).
+    deadline = time.monotonic() + 60
+    while _metric(server, "sam2_matting_stream_producers") > 0:
+        assert time.monotonic() < deadline, "a producer thread is still alive"
+        time.sleep(0.2)
