@@ -77,7 +77,11 @@ class ExportJob:
 
 def union_alpha(mattes: dict[int, Any], object_ids: list[int]) -> np.ndarray | None:
     """The union (per-pixel maximum) of the chosen objects' encoded mattes on one frame."""
-    picked = [decode_matte(m.alpha) for oid, m in mattes.items() if oid in object_ids]
+    picked = [
+        decode_matte(m.alpha)
+        for oid, m in mattes.items()
+        if oid in object_ids and m.alpha is not None
+    ]
     return np.maximum.reduce(picked) if picked else None
 
 
