@@ -235,14 +235,10 @@ class SessionEntry:
     def snapshot(self) -> dict[int, dict[int, EncodedMatte]]:
         """A consistent copy of the cached mattes (frame -> object id -> matte), taken under
         the lock: later prompts do not change it (the mattes themselves are immutable).
-        Frames streamed without ``alpha`` (a client that asked for masks only) are left out:
-        an export needs the soft matte."""
+        Frames streamed without ``alpha`` (a client that asked for masks only) are kept, with
+        ``alpha`` None: an export refuses them by name rather than leave them out silently."""
         with self.lock:
-            return {
-                f: dict(per_obj)
-                for f, per_obj in self.mattes.items()
-                if all(m.alpha is not None for m in per_obj.values())
-            }
+            return {f: dict(per_obj) for f, per_obj in self.mattes.items()}
 
     def forget_mattes(self) -> None:
         with self.lock:

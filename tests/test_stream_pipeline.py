@@ -184,6 +184,8 @@ def test_only_the_fields_asked_for_are_encoded(server: Server) -> None:
     # Frames streamed without alpha are no export's source.
     body = server.gql(EXPORT, {"input": {"sessionId": sid, "format": "alpha"}})
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "12 tracked frame(s)" in body["errors"][0]["message"]
+    assert '"alpha"' in body["errors"][0]["message"]
 
     # Without Origin and fields: both (the compatible superset).
     resp = requests.post(f"{server.url}/propagate_in_video", json={"session_id": sid}, timeout=120)
