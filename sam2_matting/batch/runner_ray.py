@@ -64,7 +64,7 @@ class Worker:
         )  # fmt: skip
 
 
-def _connect(ray: Any, address: str) -> bool:
+def _connect(ray: Any, address: str, workers: int | None) -> bool:
     """Join (or, for ``local``, start) a Ray instance; True if this call started it."""
     if ray.is_initialized():
         return False
@@ -72,6 +72,8 @@ def _connect(ray: Any, address: str) -> bool:
     pythonpath = os.environ.get("PYTHONPATH")
     if pythonpath:  # a checkout run from source: the workers import the same code
         kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": pythonpath}}
+    if address == "local":  # room for the workers asked for, on a machine of few cores
+        kwargs["num_cpus"] = max(os.cpu_count() or 1, workers or 1)
     try:
         ray.init(address=None if address == "local" else address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as err:
@@ -100,7 +102,7 @@ def run_ray(
     reporter.expect(len(todo))
     if not todo:
         return
-    started = _connect(ray, address)
+    started = _connect(ray, address, workers)
     try:
         _schedule(ray, todo, predictor_kwargs, model, reporter, workers, allow_other_model)
     finally:
