@@ -122,8 +122,6 @@ def _schedule(
     gpus = int(ray.cluster_resources().get("GPU", 0))
     count = min(len(todo), workers or gpus or 1)
     resources = {"num_gpus": 1} if gpus else {"num_cpus": 1}
-    if gpus and predictor_kwargs.get("device") in (None, "auto", "cpu"):
-        predictor_kwargs = {**predictor_kwargs, "device": "cuda"}
     actor = ray.remote(**resources, max_restarts=0)(Worker)
     reporter.say(
         f"ray: {count} worker{'s' if count > 1 else ''} "
