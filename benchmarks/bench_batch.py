@@ -1,6 +1,7 @@
 """Batch rendering benchmark (issue 14): N clips rendered from their prompts files by N
 separate ``matte --prompts`` runs, by one ``batch`` (local runner, the model loaded once) and
-by ``batch --ray local --workers 2`` (a private Ray instance, two CPU worker actors).
+by ``batch --ray local --workers 2`` (a private Ray instance, two CPU worker actors, one
+torch thread each), and by one ``batch`` with ``OMP_NUM_THREADS=1`` (the workers' thread count).
 
     .venv/bin/python benchmarks/bench_batch.py               # 6 clips of 8 frames
     .venv/bin/python benchmarks/bench_batch.py --clips 4 --frames 4 --no-ray
@@ -74,9 +75,9 @@ def make_prompts(clips: list[Path], model: Any) -> list[Path]:
     return out
 
 
-def timed(cmd: list[str]) -> tuple[float, int, str]:
+def timed(cmd: list[str], **env_vars: str) -> tuple[float, int, str]:
     """Wall seconds, peak RSS (MiB) and stdout of ``cmd`` run as a child process."""
-    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0", **env_vars}
     started = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out:
         child = subprocess.Popen(cmd, stdout=out, stderr=subprocess.DEVNULL, env=env)
@@ -119,7 +120,7 @@ def main() -> None:
             wall, peak = wall + w, max(peak, rss)
         rows.append((f"{args.clips} x matte --prompts", wall, peak, None))
 
-        def batch(name: str, *extra: str) -> None:
+        def batch(name: str, *extra: str, threads: str | None = None) -> None:
             manifest = root / f"{name}.jsonl"
             manifest.write_text("".join(
                 json.dumps({"input": c.name, "prompts": p.name, "output": f"{name}/{c.stem}",
@@ -127,27 +128,35 @@ def main() -> None:
                 for c, p in zip(clips, prompts, strict=True)
             ))  # fmt: skip
             report = root / f"{name}.report.json"
+            env = {"OMP_NUM_THREADS": threads} if threads else {}
             w, rss, _ = timed([*py, "batch", str(manifest), "--report", str(report), *extra,
-                               *margs])  # fmt: skip
+                               *margs], **env)  # fmt: skip
             render = sum(c["seconds"] for c in json.loads(report.read_text())["clips"])
-            rows.append((f"batch{' ' + ' '.join(extra) if extra else ''}", w, rss, render))
+            label = f"batch{' ' + ' '.join(extra) if extra else ''}"
+            label += f", OMP_NUM_THREADS={threads}" if threads else ""
+            rows.append((label, w, rss, render))
 
         batch("local")
+        batch("local1", threads="1")
         if not args.no_ray:
             batch("ray", "--ray", "local", "--workers", "2")
 
-        ref = [alphas(root / "matte" / c.stem) for c in clips]
-        for name in ["local"] + ([] if args.no_ray else ["ray"]):
-            same = all(alphas(root / name / c.stem) == r for c, r in zip(clips, ref, strict=True))
-            print(f"{name}: PNG alpha identical to matte --prompts: {same}")
+        def same(a: str, b: str) -> bool:
+            return all(alphas(root / a / c.stem) == alphas(root / b / c.stem) for c in clips)
+
+        print(f"batch: PNG alpha identical to matte --prompts: {same('local', 'matte')}")
+        print(f"batch 1 thread: identical to batch 2 threads: {same('local1', 'local')}")
+        if not args.no_ray:
+            print(f"ray (1 thread/worker): identical to batch 1 thread: {same('ray', 'local1')}")
     base = rows[0][1]
     print(f"\n{args.clips} clips of {args.frames} frames, 320x180, tiny random model, CPU")
     print(f"{'run':<42}{'wall s':>8}{'clips/s':>9}{'x matte':>9}{'peak MiB':>10}{'render s':>10}")
     for name, wall, rss, render in rows:
         r = "-" if render is None else f"{render:.1f}"
         print(f"{name:<42}{wall:>8.1f}{args.clips / wall:>9.3f}{base / wall:>9.2f}{rss:>10}{r:>10}")
-    if len(rows) == 3:
-        print(f"ray 2 workers / local runner throughput: {rows[1][1] / rows[2][1]:.2f}")
+    if len(rows) == 4:
+        print(f"ray 2 workers / local runner throughput: {rows[1][1] / rows[3][1]:.2f}")
+        print(f"ray 2 workers / local runner of 1 thread: {rows[2][1] / rows[3][1]:.2f}")
 
 
 if __name__ == "__main__":

@@ -165,9 +165,20 @@ def first_run(tiny_model: Any, shots: Path) -> tuple[int, str, Path]:
     import contextlib
     import io
 
+    import sam2_matting.predictor
+
+    loads = []
+    real = sam2_matting.predictor.build_matting_predictor
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        loads.append(kwargs)
+        return real(*args, **kwargs)
+
     said = io.StringIO()
-    with contextlib.redirect_stdout(said):
+    with contextlib.redirect_stdout(said), pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sam2_matting.predictor, "build_matting_predictor", counted)
         code = batch(tiny_model, manifest, "--report", str(report))
+    assert len(loads) == 1  # the model is loaded once for the four clips
     return code, said.getvalue(), out
 
 

@@ -7,7 +7,11 @@
 (``head:6379``, ``ray://head:10001``). Each worker actor loads the model once and renders the
 clips it is given with :func:`~sam2_matting.batch.clip.render_clip`, the code of ``matte
 --prompts``; where the cluster has GPUs each actor takes one (``--workers`` defaults to their
-number), elsewhere one CPU. Paths are the manifest's, resolved here: every node must see them
+number). Each actor also holds ``--cpus-per-worker`` CPUs (default 1) and runs torch with that
+many threads. On the CPU the thread count changes the order of float sums, so a matte can
+differ by one level in a few pixels from a run with another thread count; ``OMP_NUM_THREADS=N
+sam2-matting matte`` gives the mattes of a worker of N CPUs. Paths are the manifest's, resolved
+here: every node must see them
 at the same place (shared storage). Outputs are written under temporary names and renamed by
 the worker, the record last, so the driver's plan (skip the complete clips) reads the same
 files on the next run. A worker that dies (out of memory, a lost node) fails the clip it was
@@ -49,8 +53,8 @@ class Worker:
         from sam2_matting.predictor import build_matting_predictor
 
         cpus = ray.get_runtime_context().get_assigned_resources().get("CPU")
-        if cpus and not ray.get_gpu_ids():
-            torch.set_num_threads(max(1, int(cpus)))  # actors on one node do not oversubscribe
+        if cpus:  # torch uses the CPUs the actor holds: actors on a node do not oversubscribe
+            torch.set_num_threads(max(1, int(cpus)))
         self.predictor = build_matting_predictor(**predictor_kwargs)
         self.model = model
         self.allow_other = allow_other
@@ -64,7 +68,7 @@ class Worker:
         )  # fmt: skip
 
 
-def _connect(ray: Any, address: str, workers: int | None) -> bool:
+def _connect(ray: Any, address: str, workers: int | None, cpus: int) -> bool:
     """Join (or, for ``local``, start) a Ray instance; True if this call started it."""
     if ray.is_initialized():
         return False
@@ -73,7 +77,7 @@ def _connect(ray: Any, address: str, workers: int | None) -> bool:
     if pythonpath:  # a checkout run from source: the workers import the same code
         kwargs["runtime_env"] = {"env_vars": {"PYTHONPATH": pythonpath}}
     if address == "local":  # room for the workers asked for, on a machine of few cores
-        kwargs["num_cpus"] = max(os.cpu_count() or 1, workers or 1)
+        kwargs["num_cpus"] = max(os.cpu_count() or 1, (workers or 1) * cpus)
     try:
         ray.init(address=None if address == "local" else address, **kwargs)
     except (ConnectionError, RuntimeError, ValueError) as err:
@@ -90,6 +94,7 @@ def run_ray(
     *,
     address: str = "auto",
     workers: int | None = None,
+    cpus_per_worker: int = 1,
     allow_other_model: bool = False,
     force: bool = False,
     verify: bool = False,
@@ -102,9 +107,10 @@ def run_ray(
     reporter.expect(len(todo))
     if not todo:
         return
-    started = _connect(ray, address, workers)
+    started = _connect(ray, address, workers, cpus_per_worker)
     try:
-        _schedule(ray, todo, predictor_kwargs, model, reporter, workers, allow_other_model)
+        shape = (workers, cpus_per_worker)
+        _schedule(ray, todo, predictor_kwargs, model, reporter, shape, allow_other_model)
     finally:
         if started:
             ray.shutdown()
@@ -116,16 +122,18 @@ def _schedule(
     predictor_kwargs: dict[str, Any],
     model: dict[str, Any],
     reporter: Reporter,
-    workers: int | None,
+    shape: tuple[int | None, int],
     allow_other: bool,
 ) -> None:
+    workers, cpus = shape
     gpus = int(ray.cluster_resources().get("GPU", 0))
     count = min(len(todo), workers or gpus or 1)
-    resources = {"num_gpus": 1} if gpus else {"num_cpus": 1}
+    resources = {"num_gpus": 1, "num_cpus": cpus} if gpus else {"num_cpus": cpus}
     actor = ray.remote(**resources, max_restarts=0)(Worker)
     reporter.say(
         f"ray: {count} worker{'s' if count > 1 else ''} "
-        f"({'one GPU' if gpus else 'one CPU'} each) for {len(todo)} clips"
+        f"({'one GPU and ' if gpus else ''}{cpus} CPU{'s' if cpus > 1 else ''} each) "
+        f"for {len(todo)} clips"
     )
 
     def spawn() -> Any:
@@ -139,6 +147,7 @@ def _schedule(
         if pending:
             job, key = pending.popleft()
             running[handle.render.remote(job, key)] = (handle, job)
+            reporter.say(f"{job.name}: rendering (line {job.line})")
 
     for _ in range(count):
         give(spawn())

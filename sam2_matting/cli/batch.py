@@ -66,6 +66,13 @@ def register(sub: Any) -> None:
         type=int,
         help="Ray worker actors, each with the model (default: the cluster's GPUs, or 1)",
     )
+    run.add_argument(
+        "--cpus-per-worker",
+        metavar="N",
+        type=int,
+        default=1,
+        help="CPUs each Ray worker holds, and its torch threads (default: 1)",
+    )
     run.add_argument("--force", action="store_true", help="render complete clips again too")
     run.add_argument(
         "--verify",
@@ -98,8 +105,11 @@ def run_batch(args: argparse.Namespace) -> int:
     except InvalidInputError as err:
         raise InvalidInputError(f"--{err}") from None
     defaults = Defaults(formats, foreground, args.background, args.premultiplied)
-    if args.workers is not None and (args.workers < 1 or not args.ray):
-        raise InvalidInputError("--workers needs --ray and a positive number")
+    for option, value in (("--workers", args.workers), ("--cpus-per-worker", args.cpus_per_worker)):
+        if value is not None and value < 1:
+            raise InvalidInputError(f"{option} must be a positive number")
+    if not args.ray and (args.workers is not None or args.cpus_per_worker != 1):
+        raise InvalidInputError("--workers and --cpus-per-worker need --ray")
     if args.ray:
         from sam2_matting.batch.runner_ray import import_ray
 
@@ -116,7 +126,8 @@ def run_batch(args: argparse.Namespace) -> int:
             from sam2_matting.batch.runner_ray import run_ray
 
             run_ray(jobs, kwargs, model, reporter, address=args.ray, workers=args.workers,
-                    verify=args.verify, **options)  # fmt: skip
+                    cpus_per_worker=args.cpus_per_worker, verify=args.verify,
+                    **options)  # fmt: skip
         else:
             from sam2_matting.batch.runner_local import run_local
 
