@@ -140,6 +140,26 @@ def test_cli_refuses_a_bad_manifest_in_one_line_and_renders_nothing(
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob("out*"))
 
 
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--workers", "2"], "--workers and --cpus-per-worker need --ray"),
+        (["--ray", "local", "--workers", "0"], "--workers must be a positive number"),
+        (["--format", "gif"], "--format: unknown export format 'gif'"),
+        (["--foreground", "guess"], "--foreground must be one of"),
+        (["--report", "MANIFEST/r.json"], "cannot create"),
+    ],
+)
+def test_bad_options_are_one_line(
+    tiny_model: Any, tmp_path: Path, capsys: Any, extra: list[str], message: str
+) -> None:
+    manifest = write_manifest(tmp_path, [{"input": "a", "prompts": "b", "output": "c"}])
+    extra = [e.replace("MANIFEST", str(manifest)) for e in extra]
+    assert batch(tiny_model, manifest, *extra) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+
+
 def test_ray_without_ray_is_one_line(
     tiny_model: Any, shots: Path, tmp_path: Path, capsys: Any, monkeypatch: Any
 ) -> None:

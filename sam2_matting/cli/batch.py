@@ -20,7 +20,9 @@ manifest or option (nothing is rendered then).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from sam2_matting.cli.model_options import add_model_options, predictor_kwargs, value_set
@@ -115,6 +117,8 @@ def run_batch(args: argparse.Namespace) -> int:
 
         import_ray()  # a missing Ray is said before anything runs
     jobs = parse_manifest(args.manifest, defaults)
+    if args.report:
+        _check_writable(Path(args.report))
     kwargs = predictor_kwargs(args)
     model = model_identity(
         kwargs["model"], kwargs["checkpoint"], kwargs["adapter"], kwargs["checkpoint_dir"]
@@ -138,3 +142,14 @@ def run_batch(args: argparse.Namespace) -> int:
         if args.report:
             reporter.write_json(args.report)
     return reporter.exit_code()
+
+
+def _check_writable(path: Path) -> None:
+    """The folder of ``--report`` exists (created) and takes a file, or a one-line error."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        reason = f"cannot create {path.parent} ({err.strerror})"
+        raise InvalidInputError(f"--report {path}: {reason}") from None
+    if path.is_dir() or not os.access(path.parent, os.W_OK):
+        raise InvalidInputError(f"--report {path}: cannot write there")
