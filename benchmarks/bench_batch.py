@@ -1,7 +1,8 @@
 """Batch rendering benchmark (issue 14): N clips rendered from their prompts files by N
 separate ``matte --prompts`` runs, by one ``batch`` (local runner, the model loaded once) and
 by ``batch --ray local --workers 2`` (a private Ray instance, two CPU worker actors, one
-torch thread each), and by one ``batch`` with ``OMP_NUM_THREADS=1`` (the workers' thread count).
+torch thread each); the ``matte`` runs and the local ``batch`` also with ``OMP_NUM_THREADS=1``
+(the workers' thread count).
 
     .venv/bin/python benchmarks/bench_batch.py               # 6 clips of 8 frames
     .venv/bin/python benchmarks/bench_batch.py --clips 4 --frames 4 --no-ray
@@ -10,7 +11,8 @@ Clips: ``--frames`` frames of ``bedroom.mp4`` from N different starts, scaled to
 re-encoded (H.264); each gets a prompts file of one click (recorded in process). The model is
 the tiny RANDOM-weight SAM 2.1 of ``sam2-matting dev make-tiny-model``: the figures are speed
 only, its mattes are noise. Outputs are PNG sequences. Every run is a fresh child process,
-timed wall-clock from start to exit; its peak memory is the child's ``ru_maxrss``
+timed wall-clock from start to exit, with its CPU time (user + system, ``os.wait4``: the
+driver's only for Ray); its peak memory is the child's ``ru_maxrss``
 (``os.wait4``): for the N ``matte`` runs the largest of them, for Ray the driver's only (the
 workers are Ray's processes). "render" is the sum of the clips' own seconds as ``batch``
 reports them (``--report``). The alpha of every PNG is compared between the runs.
@@ -75,8 +77,8 @@ def make_prompts(clips: list[Path], model: Any) -> list[Path]:
     return out
 
 
-def timed(cmd: list[str], **env_vars: str) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS (MiB) and stdout of ``cmd`` run as a child process."""
+def timed(cmd: list[str], **env_vars: str) -> tuple[float, float, int, str]:
+    """Wall seconds, CPU seconds, peak RSS (MiB) and stdout of ``cmd`` as a child process."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0", **env_vars}
     started = time.perf_counter()
     with tempfile.TemporaryFile("w+") as out:
@@ -88,7 +90,7 @@ def timed(cmd: list[str], **env_vars: str) -> tuple[float, int, str]:
         text = out.read()
     if child.returncode not in (0,):
         raise SystemExit(f"{' '.join(cmd[:5])}... exited {child.returncode}:\n{text[-2000:]}")
-    return wall, usage.ru_maxrss // 1024, text
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss // 1024, text
 
 
 def alphas(folder: Path) -> list[bytes]:
@@ -103,6 +105,8 @@ def main() -> None:
     args = parser.parse_args()
     from sam2_matting.tiny import make_tiny_model
 
+    load_start = os.getloadavg()[0]
+
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         model = make_tiny_model(root / "tiny", seed=0)
@@ -111,14 +115,21 @@ def main() -> None:
         py = [sys.executable, "-m", "sam2_matting"]
         margs = ["--config", str(model.config), "--checkpoint", str(model.checkpoint),
                  "--device", "cpu", "--no-progress"]  # fmt: skip
-        rows: list[tuple[str, float, int, float | None]] = []
+        rows: list[tuple[str, float, float, int, float | None]] = []
 
-        wall, peak = 0.0, 0
-        for clip, p in zip(clips, prompts, strict=True):
-            w, rss, _ = timed([*py, "matte", str(clip), "--prompts", str(p), "--format", "png",
-                               "--out", str(root / "matte" / clip.stem), *margs])  # fmt: skip
-            wall, peak = wall + w, max(peak, rss)
-        rows.append((f"{args.clips} x matte --prompts", wall, peak, None))
+        for threads in (None, "1"):
+            wall, cpu, peak = 0.0, 0.0, 0
+            env = {"OMP_NUM_THREADS": threads} if threads else {}
+            folder = root / ("matte1" if threads else "matte")
+            for clip, p in zip(clips, prompts, strict=True):
+                cmd = [*py, "matte", str(clip), "--prompts", str(p), "--format", "png",
+                       "--out", str(folder / clip.stem), *margs]  # fmt: skip
+                w, c, rss, _ = timed(cmd, **env)
+                wall, cpu, peak = wall + w, cpu + c, max(peak, rss)
+            label = f"{args.clips} x matte --prompts" + (
+                f", OMP_NUM_THREADS={threads}" if threads else ""
+            )
+            rows.append((label, wall, cpu, peak, None))
 
         def batch(name: str, *extra: str, threads: str | None = None) -> None:
             manifest = root / f"{name}.jsonl"
@@ -129,12 +140,12 @@ def main() -> None:
             ))  # fmt: skip
             report = root / f"{name}.report.json"
             env = {"OMP_NUM_THREADS": threads} if threads else {}
-            w, rss, _ = timed([*py, "batch", str(manifest), "--report", str(report), *extra,
+            w, c, rss, _ = timed([*py, "batch", str(manifest), "--report", str(report), *extra,
                                *margs], **env)  # fmt: skip
-            render = sum(c["seconds"] for c in json.loads(report.read_text())["clips"])
+            render = sum(e["seconds"] for e in json.loads(report.read_text())["clips"])
             label = f"batch{' ' + ' '.join(extra) if extra else ''}"
             label += f", OMP_NUM_THREADS={threads}" if threads else ""
-            rows.append((label, w, rss, render))
+            rows.append((label, w, c, rss, render))
 
         batch("local")
         batch("local1", threads="1")
@@ -144,19 +155,25 @@ def main() -> None:
         def same(a: str, b: str) -> bool:
             return all(alphas(root / a / c.stem) == alphas(root / b / c.stem) for c in clips)
 
-        print(f"batch: PNG alpha identical to matte --prompts: {same('local', 'matte')}")
-        print(f"batch 1 thread: identical to batch 2 threads: {same('local1', 'local')}")
+        print(f"PNG alpha, batch = matte --prompts: {same('local', 'matte')}")
+        print(f"PNG alpha, 1 thread: batch = matte --prompts: {same('local1', 'matte1')}")
+        print(f"PNG alpha, 1 thread = 2 threads: {same('matte1', 'matte')}")
         if not args.no_ray:
-            print(f"ray (1 thread/worker): identical to batch 1 thread: {same('ray', 'local1')}")
+            print(f"PNG alpha, ray workers = matte --prompts of 1 thread: {same('ray', 'matte1')}")
+    print(f"load average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end")
     base = rows[0][1]
     print(f"\n{args.clips} clips of {args.frames} frames, 320x180, tiny random model, CPU")
-    print(f"{'run':<42}{'wall s':>8}{'clips/s':>9}{'x matte':>9}{'peak MiB':>10}{'render s':>10}")
-    for name, wall, rss, render in rows:
+    print("| run | wall s | clips/s | ÷ matte wall | CPU s (driver) | peak RSS MiB | render s |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, wall, cpu, rss, render in rows:
         r = "-" if render is None else f"{render:.1f}"
-        print(f"{name:<42}{wall:>8.1f}{args.clips / wall:>9.3f}{base / wall:>9.2f}{rss:>10}{r:>10}")
-    if len(rows) == 4:
-        print(f"ray 2 workers / local runner throughput: {rows[1][1] / rows[3][1]:.2f}")
-        print(f"ray 2 workers / local runner of 1 thread: {rows[2][1] / rows[3][1]:.2f}")
+        print(f"| {name} | {wall:.1f} | {args.clips / wall:.3f} | {base / wall:.2f} | {cpu:.1f} "
+              f"| {rss} | {r} |")  # fmt: skip
+    print(f"batch / matte runs, wall: {rows[0][1] / rows[2][1]:.2f} (2 threads), "
+          f"{rows[1][1] / rows[3][1]:.2f} (1 thread)")  # fmt: skip
+    if len(rows) == 5:
+        print(f"ray 2 workers / local runner throughput: {rows[2][1] / rows[4][1]:.2f}")
+        print(f"ray 2 workers / local runner of 1 thread: {rows[3][1] / rows[4][1]:.2f}")
 
 
 if __name__ == "__main__":
