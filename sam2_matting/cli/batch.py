@@ -138,7 +138,8 @@ def run_batch(args: argparse.Namespace) -> int:
             run_local(jobs, kwargs, model, reporter, progress=not args.no_progress,
                       verify=args.verify, **options)  # fmt: skip
     finally:
-        print(reporter.table(), flush=True)
+        if reporter.results:  # nothing when the runner could not start
+            print(reporter.table(), flush=True)
         if args.report:
             reporter.write_json(args.report)
     return reporter.exit_code()
