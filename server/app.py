@@ -113,6 +113,9 @@ def create_app(
     from server import stream
 
     stream.init_app(app, store, metrics)
+    from server.preview import init_app as init_preview
+
+    init_preview(app, store)
     from server.page import init_app as init_page
 
     init_page(app)

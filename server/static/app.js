@@ -10,6 +10,7 @@ import { FramePlayer } from "./player.js";
 import { initPropagation } from "./propagate.js";
 import { MatteCache, MatteRenderer } from "./render.js";
 import { PromptModel } from "./prompts.js";
+import { initStillPreview } from "./preview.js";
 import { Messages, askToken, installShortcuts, toggleHelp } from "./ui.js";
 import { initUpload } from "./upload.js";
 import { describeLimits, formatSeconds } from "./util.js";
@@ -107,6 +108,7 @@ function render() {
   else if (app.state.view === "matte") app.renderer.drawMatte(els["view-canvas"], mattes, w, h);
   const preview = els.preview;
   app.renderer.drawComposite(preview, els.video, mattes, preview.width, preview.height, bg);
+  app.still?.draw(frame); // the service's composite (estimated colour) of a still frame
   els.stage.dataset.frame = String(frame);
   els.scrubber.value = String(frame);
   els["frame-label"].value = `${frame + 1} / ${s.frameCount}`;
@@ -253,6 +255,7 @@ async function openVideo(video) {
     app.prompts.reset();
     app.mattes.clear();
     app.editor.reset();
+    app.still.reset();
     els.scrubber.max = String(session.frameCount - 1);
     els["preview"].height = Math.round((els.preview.width * session.height) / session.width);
     els["stage-empty"].hidden = true;
@@ -328,6 +331,7 @@ function init() {
   app.editor = initEditor(app);
   app.propagation = initPropagation(app);
   app.exporter = initExport(app);
+  app.still = initStillPreview(app);
 
   new ResizeObserver(fitStage).observe(els["stage-wrap"]);
   els.scrubber.addEventListener("input", () => seek(Number(els.scrubber.value)));
