@@ -15,7 +15,8 @@ Per frame: ``first`` the first request (decode + estimate + composite + PNG), ``
 same request again (the service's cache), ``source`` the same frame with
 ``foreground=source`` (composite + PNG; the frame is in the session's frame cache by then).
 The stages of a first request are then timed apart on the same frames: decoding (a fresh
-reader, frames in reverse order: a seek and a decode from the keyframe each), ``estimate_foreground``, ``composite_over`` + the PNG encoding.
+reader, frames in reverse order: a seek and a decode from the keyframe each),
+``estimate_foreground``, ``composite_over`` + the PNG encoding.
 Median over the frames, wall milliseconds. ``browser`` (with Chromium and Playwright): the
 page's ``MatteRenderer.drawComposite`` (render.js itself) on a 1280x720 canvas from a decoded
 matte, median of 20 calls; it is what the page draws at once, before the answer comes.

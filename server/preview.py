@@ -14,9 +14,12 @@ PNG export: the colour with its matte, for the page to draw over a checkerboard 
 
 Parameters: ``bg`` ``RRGGBB`` (``#`` optional; default ``00ff00``, the export's green) or
 ``none``; ``objects`` comma-separated object ids (default: every object); ``foreground``
-``estimate`` (default) or ``source``. A frame without mattes is the background alone, as in
-the export. Bad parameters or a frame outside the video are 400 with the service's JSON error;
-an unknown, closed or another client's session is 404 ``NOT_FOUND``, as on every door.
+``estimate`` (default) or ``source``. Without ``objects``, a frame without mattes is the
+background alone, as in the export; an object named in ``objects`` without a matte on the frame
+is 404 ``NOT_FOUND`` (the page still shows mattes a later click made the service drop, and
+keeps its own composite then). Bad parameters or a frame outside the video are 400 with the
+service's JSON error; an unknown, closed or another client's session is 404 ``NOT_FOUND``, as
+on every door.
 
 One computation at a time per session (a second request waits for the first, at most
 :data:`WAIT_SECONDS`, then is 503 ``BUSY``); answers are kept in a bounded LRU cache
@@ -38,7 +41,13 @@ import av
 import numpy as np
 from flask import Flask, Response, g, request
 
-from sam2_matting.errors import BusyError, FrameIndexError, InvalidInputError, MattingError
+from sam2_matting.errors import (
+    BusyError,
+    FrameIndexError,
+    InvalidInputError,
+    MattingError,
+    NotFoundError,
+)
 from sam2_matting.export.background import DEFAULT_BACKGROUND, parse_background
 from sam2_matting.export.foreground import foreground_colour, parse_foreground
 from sam2_matting.export.render import composite_over, rgba
@@ -201,6 +210,11 @@ def render_preview(entry: Any, req: PreviewRequest, cache: PreviewCache) -> byte
     try:
         with entry.lock:
             per_obj = dict(entry.mattes.get(req.frame, {}))
+        missing = [i for i in ids if i not in per_obj]
+        if req.object_ids is not None and missing:  # named: the client shows mattes the
+            raise NotFoundError(  # service no longer has (a click dropped them): say so
+                f"no matte of object {missing[0]} on frame {req.frame} (propagate again)"
+            )
         used = tuple(per_obj[i] for i in ids if i in per_obj)
         png = cache.get(key, used)
         if png is not None:

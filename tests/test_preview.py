@@ -127,6 +127,11 @@ def test_preview_equals_the_exports_frame(server: Server, session: str) -> None:
     assert error.mean() < 3.0
     # A frame without mattes is the background alone, as in the export.
     assert np.array_equal(_pixels(_preview(server, session, 5, bg="10c828")), background)
+    # ... but an object named without a matte there is NOT_FOUND (the page keeps its own).
+    missing = _preview(server, session, 5, objects="1")
+    assert (
+        missing.status_code == 404 and "no matte of object 1" in missing.json()["error"]["message"]
+    )
 
 
 def test_cached_answer_is_the_same_and_a_new_click_is_not_served_stale(server: Server) -> None:

@@ -16,6 +16,7 @@
 // answer for a frame no longer shown is kept in a small cache but not drawn.
 
 import { getImage } from "./api.js";
+import { isSessionGone } from "./errors.js";
 
 export const PREVIEW_MODES = ["estimate", "source"];
 const KEEP = 12; // decoded answers kept (about 3.7 MB each at 720p)
@@ -148,7 +149,10 @@ export function initStillPreview(app) {
   const still = new StillPreview({
     load: async (url, signal) => createImageBitmap(await getImage(url, { signal })),
     onReady: () => app.scheduleRender(),
-    onError: (err) => app.fail(err, { key: "preview" }),
+    // a matte the service no longer has (a click dropped it): the browser composite stays
+    onError: (err) => {
+      if (err?.code !== "NOT_FOUND" || isSessionGone(err)) app.fail(err, { key: "preview" });
+    },
   });
   for (const m of PREVIEW_MODES) {
     document.getElementById(`preview-colour-${m}`)?.addEventListener("change", () => {
