@@ -74,3 +74,32 @@ def test_still_frame_in_composite_view_shows_the_estimated_composite(
     p.page.keyboard.press("Home")
     p.wait(f"{STATE}.preview === 'estimated' && {STATE}.previewFrame === '0'")
     assert np.abs(_canvas(p).astype(np.int16) - served.astype(np.int16)).max() <= 1
+
+
+def test_mattes_the_service_dropped_keep_the_browser_composite(page: Page) -> None:
+    p = page
+    p.open_video("gallery/clip.mp4")
+    p.click_stage(0.5, 0.55)
+    p.settled()
+    p.page.click("label[for=dir-forward]")
+    p.page.click("#propagate")
+    p.wait("document.getElementById('propagate-status').dataset.state === 'done'", timeout=90)
+    p.page.keyboard.press("v")
+    p.page.locator("#scrubber").evaluate(
+        "el => { el.value = '9'; el.dispatchEvent(new Event('input')); }"
+    )
+    p.wait(f"{STATE}.preview === 'estimated' && {STATE}.previewFrame === '9'")
+    # A new click on frame 0: the service drops the propagated mattes, the page keeps them
+    # (marked stale), so frame 9 stays the browser's composite, without an error.
+    p.page.keyboard.press("Home")
+    p.wait("stage.dataset.frame === '0'")
+    p.click_stage(0.3, 0.3)
+    p.settled()
+    p.wait("matting.mattes.stale")
+    p.page.locator("#scrubber").evaluate(
+        "el => { el.value = '8'; el.dispatchEvent(new Event('input')); }"
+    )
+    p.wait(f"stage.dataset.frame === '8' && {STATE}.preview === 'browser'")
+    p.wait("!matting.still.still.pending")
+    assert p.js(f"{STATE}.preview") == "browser"
+    assert p.js("document.querySelectorAll('#messages .message').length") == 0

@@ -176,7 +176,9 @@ export function initStillPreview(app) {
     draw(frame) {
       const s = app.state.session;
       const row = app.mattes.frames.get(frame);
-      const ids = app.editor.objects.map((o) => o.id).filter((id) => row?.has(id));
+      // mattes a later click made the service drop (stale on the page) stay the browser's
+      const held = app.mattes.fresh?.has(frame) ?? true;
+      const ids = held ? app.editor.objects.map((o) => o.id).filter((id) => row?.has(id)) : [];
       const shownStill = !app.player.playing && !app.player.busy;
       const request =
         shownStill && app.state.view === "composite" && s && !s.lost
