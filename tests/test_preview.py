@@ -181,3 +181,35 @@ def test_unknown_and_other_clients_sessions_are_not_found(server: Server, sessio
         assert got.status_code == 404 and got.json()["error"]["code"] == "NOT_FOUND"
     assert _preview(server, session, 0, {}).status_code == 401
     assert _preview(server, session, 0, {"Origin": ORIGIN, **ALICE}).status_code == 200
+
+
+def test_cache_is_bounded_least_recent_first_and_checked_against_the_mattes() -> None:
+    from server.preview import PreviewCache
+
+    cache = PreviewCache(max_bytes=250)
+    mattes_a, mattes_b = (object(),), (object(),)
+    key = ("s", 0, (1,), (0, 255, 0), "estimate")
+    cache.put(key, mattes_a, b"x" * 100)
+    assert cache.get(key, mattes_a) == b"x" * 100
+    assert cache.get(key, mattes_b) is None  # recomputed mattes: not served, and dropped
+    assert len(cache) == 0
+    for frame in range(3):
+        cache.put(("s", frame, (1,), None, "estimate"), mattes_a, bytes(100))
+    assert len(cache) == 2 and cache.size == 200  # frame 0, the least recent, went
+    assert cache.get(("s", 0, (1,), None, "estimate"), mattes_a) is None
+    cache.put(("t", 0, (1,), None, "estimate"), mattes_a, bytes(300))  # larger than it all
+    assert cache.size == 200
+    cache.drop_session("s")
+    assert len(cache) == 0 and cache.size == 0
+
+
+def test_parse_request_defaults_are_the_exports() -> None:
+    from server.preview import parse_request
+
+    req = parse_request("3", {})
+    assert (req.frame, req.object_ids, req.background, req.foreground) == (
+        3, None, (0, 255, 0), "estimate",
+    )  # fmt: skip
+    req = parse_request("0", {"bg": "#FF0080", "objects": "3, 1,3", "foreground": "Source"})
+    assert (req.object_ids, req.background, req.foreground) == ((1, 3), (255, 0, 128), "source")
+    assert parse_request("0", {"bg": "none"}).background is None
