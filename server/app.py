@@ -124,6 +124,9 @@ def create_app(
         send_timeout=settings.send_timeout,
         encode_workers=settings.encode_workers,
     )
+    from server.preview import init_app as init_preview
+
+    init_preview(app, store)
     from server.page import init_app as init_page
 
     init_page(app)

@@ -179,6 +179,13 @@ export async function* propagateStream(body, { signal } = {}) {
   }
 }
 
+/** GET an image (a session's still preview) as a Blob; a 4xx/5xx is thrown as an ApiError. */
+export async function getImage(url, { signal } = {}) {
+  const response = await send(url, { headers: headers({ Accept: "image/png" }), signal }, "preview");
+  if (!response.ok) throw errorFromBody(await readJson(response, "preview"), response.status, "preview");
+  return response.blob();
+}
+
 const CLOSE = `mutation CloseSession($input: CloseSessionInput!) { closeSession(input: $input) { success } }`;
 
 /** Close a session; keepalive lets the request outlive the page (tab closing). */
