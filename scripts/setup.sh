@@ -18,7 +18,7 @@ echo "setup: torch (${TORCH_SPEC:-torch==2.13.0})"
 pip install -q "${TORCH_SPEC:-torch==2.13.0}"
 echo "setup: sam2==1.1.0 (no deps, no build isolation, SAM2_BUILD_CUDA=${SAM2_BUILD_CUDA:-0})"
 SAM2_BUILD_CUDA=${SAM2_BUILD_CUDA:-0} pip install -q --no-deps --no-build-isolation sam2==1.1.0
-echo "setup: sam2-matting and its dependencies"
+echo "setup: sam2-matting and its dependencies (ray: the batch runner on a cluster, ~80 MB)"
 # The resolver notice "sam2 requires torchvision" is expected: the video path never imports it.
-pip install -q -e ".[dev]" 2>&1 | grep -v "requires torchvision\|dependency resolver\|Location 'file:" || true
+pip install -q -e ".[dev,ray]" 2>&1 | grep -v "requires torchvision\|dependency resolver\|Location 'file:" || true
 "$VENV/bin/python" -c "import sam2, torch, av, sam2_matting; print('setup: ok, torch', torch.__version__)"

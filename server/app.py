@@ -90,7 +90,10 @@ def create_app(
     exports = ExportJobs(settings.data_dir, ttl=settings.export_ttl)
     store.on_close.append(exports.drop_session)
     base_url = settings.api_url.rstrip("/")
-    services = AppContext(settings, store, library, base_url, exports)
+    from server.upload_jobs import UploadJobs
+
+    uploads = UploadJobs(library, workers=settings.upload_jobs, ttl=settings.export_ttl)
+    services = AppContext(settings, store, library, base_url, exports, uploads=uploads)
 
     app = Flask(__name__)
     # Under gunicorn: large bodies (uploads) keep a pace and take a bounded share of threads.
@@ -114,7 +117,16 @@ def create_app(
 
     from server import stream
 
-    stream.init_app(app, store, metrics)
+    stream.init_app(
+        app,
+        store,
+        metrics,
+        send_timeout=settings.send_timeout,
+        encode_workers=settings.encode_workers,
+    )
+    from server.preview import init_app as init_preview
+
+    init_preview(app, store)
     from server.page import init_app as init_page
 
     init_page(app)

@@ -27,8 +27,10 @@ the Flask test client, another server) it does nothing.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
+import select
 import socket
 import threading
 import time
@@ -37,7 +39,15 @@ from typing import Any
 
 from server.config import Settings
 
-__all__ = ["PIECE", "SMALL_BODY", "BodyGuard", "CountingSocket", "body_slots", "large_body"]
+__all__ = [
+    "PIECE",
+    "SMALL_BODY",
+    "BodyGuard",
+    "CountingSocket",
+    "SendTimeout",
+    "body_slots",
+    "large_body",
+]
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +72,47 @@ def large_body(environ: dict[str, Any]) -> bool:
         return False  # the app refuses it before reading
 
 
+class SendTimeout(BrokenPipeError):
+    """The client read nothing for ``send_timeout`` seconds: for the server, it is gone (a
+    broken pipe, which gunicorn's worker handles quietly by closing the connection)."""
+
+
 class CountingSocket:
     """A socket that counts the bytes it received: ``server.worker`` gives every connection
-    one, so the watchdog sees a body's progress while a read blocks, at no extra copy."""
+    one, so the watchdog sees a body's progress while a read blocks, at no extra copy.
 
-    __slots__ = ("_sock", "received")
+    With ``send_timeout`` set (seconds; ``server.stream`` sets it for a stream's response),
+    ``sendall`` raises :class:`SendTimeout` once the peer has taken no byte for that long,
+    instead of blocking forever on a client that stopped reading. A client that reads slowly
+    but steadily is never cut: the clock restarts with every byte it takes."""
+
+    __slots__ = ("_sock", "received", "send_timed_out", "send_timeout")
 
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self.received = 0
+        self.send_timeout: float | None = None
+        self.send_timed_out = False
+
+    def sendall(self, data: bytes, flags: int = 0) -> None:
+        timeout = self.send_timeout
+        if timeout is None:
+            self._sock.sendall(data, flags)
+            return
+        view = memoryview(data).cast("B")
+        poller = select.poll()
+        poller.register(self._sock, select.POLLOUT)
+        while view:
+            try:
+                sent = self._sock.send(view, flags | socket.MSG_DONTWAIT)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            if sent:
+                view = view[sent:]
+                continue
+            if not poller.poll(timeout * 1000):  # no room freed in ``timeout`` s
+                self.send_timed_out = True
+                raise SendTimeout(errno.EPIPE, f"the client read nothing for {timeout:g} s")
 
     def recv(self, size: int, flags: int = 0) -> bytes:
         data = self._sock.recv(size, flags)

@@ -48,6 +48,8 @@ _AT_LEAST: dict[str, float] = {
     "max_query_depth": 1,
     "max_aliases": 1,
     "max_tokens": 1,
+    "encode_workers": 0,
+    "upload_jobs": 1,
 }
 _POSITIVE = (
     "session_ttl",
@@ -56,6 +58,7 @@ _POSITIVE = (
     "max_fps",
     "read_timeout",
     "body_timeout",
+    "send_timeout",
 )  # > 0, finite
 _NOT_EMPTY = ("model", "checkpoint_dir", "host", "data", "gallery")
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -89,6 +92,14 @@ class Settings:
         metadata={"help": "seconds for a request's headers; an upload must not stall longer"},
     )
     body_timeout: float = field(default=600.0, metadata={"help": "seconds for a whole upload body"})
+    send_timeout: float = field(
+        default=30.0,
+        metadata={"help": "seconds a stream waits for a client that reads nothing, then ends it"},
+    )
+    encode_workers: int = field(
+        default=2, metadata={"help": "threads encoding streamed mattes (0: in the model's thread)"}
+    )
+    upload_jobs: int = field(default=2, metadata={"help": "uploads transcoded at once"})
     replica_id: str = field(
         default="", metadata={"help": "prefix of session ids, for a proxy routing to replicas"}
     )

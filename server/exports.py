@@ -77,8 +77,21 @@ class ExportJob:
 
 def union_alpha(mattes: dict[int, Any], object_ids: list[int]) -> np.ndarray | None:
     """The union (per-pixel maximum) of the chosen objects' encoded mattes on one frame."""
-    picked = [decode_matte(m.alpha) for oid, m in mattes.items() if oid in object_ids]
+    picked = [
+        decode_matte(m.alpha)
+        for oid, m in mattes.items()
+        if oid in object_ids and m.alpha is not None
+    ]
     return np.maximum.reduce(picked) if picked else None
+
+
+def frames_without_alpha(mattes: dict[int, dict[int, Any]], object_ids: list[int]) -> list[int]:
+    """Frames where a chosen object's matte was streamed as a mask only (no soft alpha)."""
+    return sorted(
+        f
+        for f, per_obj in mattes.items()
+        if any(m.alpha is None for oid, m in per_obj.items() if oid in object_ids)
+    )
 
 
 class ExportJobs:
@@ -121,6 +134,13 @@ class ExportJobs:
             raise InvalidInputError("nothing to export yet: click and propagate first")
         if background is not None and spec.name != "composite":
             raise InvalidInputError("background applies to the composite format only")
+        masks_only = frames_without_alpha(mattes, ids)
+        if masks_only:
+            raise InvalidInputError(
+                f"{len(masks_only)} tracked frame(s) (from frame {masks_only[0]}) were streamed "
+                'without their soft matte (fields: ["mask"]): propagate again with "alpha" '
+                "among the fields to export them"
+            )
         self.purge()
         with self._lock:
             if sum(j.status in ("queued", "running") for j in self._jobs.values()) >= MAX_JOBS:

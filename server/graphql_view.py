@@ -78,6 +78,7 @@ class MattingGraphQLView(GraphQLView):
             request,
             response,
             principal=g.get("principal"),
+            uploads=s.uploads,
         )
 
 

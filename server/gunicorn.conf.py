@@ -65,4 +65,6 @@ def worker_exit(server: Any, worker: Any) -> None:
     services = getattr(app, "extensions", {}).get("sam2_matting") if app is not None else None
     if services is not None:
         services.exports.shutdown()  # first: closing the sessions must not delete exports
+        if services.uploads is not None:
+            services.uploads.shutdown()
         services.store.shutdown()

@@ -33,7 +33,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import quote
@@ -174,7 +174,7 @@ class MediaLibrary:
         owner: str | None = None,
     ) -> VideoRecord:
         """Store an uploaded video for client ``owner`` and return its record
-        (``uploads/<sha256>.mp4``).
+        (``uploads/<sha256>.mp4``): :meth:`receive_upload`, then :meth:`ingest_received`.
 
         ``stream`` is read in chunks (at most ``max_upload_bytes``), decoded and transcoded to
         H.264 MP4 under the limits, optionally trimmed to ``duration_time_sec`` seconds from
@@ -183,14 +183,45 @@ class MediaLibrary:
         Raises LimitExceededError, VideoError or InvalidInputError; on any failure nothing is
         left behind.
         """
-        token = uuid.uuid4().hex
-        src = self.tmp_dir / f"in-{token}"
-        out = self.tmp_dir / f"out-{token}.mp4"
+        src = self.receive_upload(stream, filename)
+        return self.ingest_received(
+            src,
+            filename,
+            start_time_sec=start_time_sec,
+            duration_time_sec=duration_time_sec,
+            owner=owner,
+        )
+
+    def receive_upload(self, stream: Readable, filename: str | None = None) -> Path:
+        """Read an upload's body into a temporary file (at most ``max_upload_bytes``; an
+        empty one is refused); the caller hands it to :meth:`ingest_received`."""
+        src = self.tmp_dir / f"in-{uuid.uuid4().hex}"
+        try:
+            if copy_limited(stream, src, self.limits.max_upload_bytes) == 0:
+                raise VideoError("the upload is empty (0 bytes)")
+        except BaseException as err:
+            src.unlink(missing_ok=True)
+            if isinstance(err, MattingError):
+                log.info("upload %r rejected: %s", _printable(filename), err)
+            raise
+        return src
+
+    def ingest_received(
+        self,
+        src: Path,
+        filename: str | None = None,
+        *,
+        start_time_sec: float | None = None,
+        duration_time_sec: float | None = None,
+        owner: str | None = None,
+        progress: Callable[[float], None] | None = None,
+    ) -> VideoRecord:
+        """Transcode and store a received upload (see :meth:`ingest_upload`); ``src`` is
+        removed whatever happens. ``progress(fraction)`` follows the transcode."""
+        out = self.tmp_dir / f"out-{uuid.uuid4().hex}.mp4"
         started = time.monotonic()
         try:
-            size = copy_limited(stream, src, self.limits.max_upload_bytes)
-            if size == 0:
-                raise VideoError("the upload is empty (0 bytes)")
+            size = src.stat().st_size
             # The id is the hash of what the user sent and of everything that shapes the
             # transcode: x264's output is not byte-identical between runs (threads), so hashing
             # the output would give one file two ids. A repeated upload reuses the stored file.
@@ -206,6 +237,7 @@ class MediaLibrary:
                 self.limits,
                 start_time_sec=start_time_sec,
                 duration_time_sec=duration_time_sec,
+                progress=progress,
             )
             src.unlink()
             if existing is not None:

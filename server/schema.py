@@ -300,9 +300,13 @@ def build_schema(settings: Settings) -> strawberry.Schema:
     ]
     if not settings.introspection_enabled:
         extensions.append(DisableIntrospection)
-    mutation = tools.merge_types("Mutation", (Mutation, PromptMutation, ExportMutation))
+    from server.schema_uploads import UploadMutation, UploadQuery
+
+    mutation = tools.merge_types(
+        "Mutation", (Mutation, PromptMutation, ExportMutation, UploadMutation)
+    )
     return MattingSchema(
-        query=Query,
+        query=tools.merge_types("Query", (Query, UploadQuery)),
         mutation=mutation,
         extensions=extensions,
         scalar_overrides={Upload: UPLOAD_SCALAR},

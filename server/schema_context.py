@@ -26,6 +26,7 @@ class AppContext:
     request: Any = None
     response: Any = None
     principal: str | None = None  # the client's name with per-client tokens, else None
+    uploads: Any = None  # server.upload_jobs.UploadJobs
 
 
 def ctx_of(info: strawberry.Info) -> AppContext:

@@ -46,17 +46,17 @@ class RLEMaskListOnFrame:
 
 def mask_list(frame_index: int, mattes: Iterable[EncodedMatte]) -> RLEMaskListOnFrame:
     return RLEMaskListOnFrame(
-        frame_index=frame_index,
-        rle_mask_list=[
-            RLEMaskForObject(
-                object_id=m.object_id,
-                rle_mask=RLEMask(size=list(m.mask["size"]), counts=m.mask["counts"]),
-                alpha=Matte(
-                    format=m.alpha["format"], size=list(m.alpha["size"]), counts=m.alpha["counts"]
-                ),
-            )
-            for m in mattes
-        ],
+        frame_index=frame_index, rle_mask_list=[_for_object(m.with_mask()) for m in mattes]
+    )
+
+
+def _for_object(m: EncodedMatte) -> RLEMaskForObject:
+    if m.mask is None or m.alpha is None:
+        raise ValueError(f"object {m.object_id}: the matte was not encoded")
+    return RLEMaskForObject(
+        object_id=m.object_id,
+        rle_mask=RLEMask(size=list(m.mask["size"]), counts=m.mask["counts"]),
+        alpha=Matte(format=m.alpha["format"], size=list(m.alpha["size"]), counts=m.alpha["counts"]),
     )
 
 

@@ -16,25 +16,39 @@ serve stale mattes; readers (``cached``, ``snapshot``) take the same lock.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Sequence
+import time
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from sam2_matting.codec import encode_coco_binary, encode_matte
+from sam2_matting.codec import decode_matte, encode_coco_binary, encode_matte
 from sam2_matting.errors import SessionBusyError
 from sam2_matting.predictor import CancelToken
 from sam2_matting.session import FrameMattes, MattingSession
 
+FIELDS = ("mask", "alpha")  # what a frame's matte can be encoded as (both: the default)
+TAKEOVER_WAIT = 10.0  # seconds a takeover waits for the old propagation to stop
+
 
 @dataclass(frozen=True)
 class EncodedMatte:
-    """One object's matte on one frame, encoded once for every client that asks."""
+    """One object's matte on one frame, encoded once for every client that asks.
+
+    A stream encodes only the fields its client asked for (``server.stream``); a field not
+    encoded is None. ``mask`` can be made from ``alpha`` later (:meth:`with_mask`), not the
+    other way round."""
 
     object_id: int
-    mask: dict[str, Any]  # binary COCO RLE {size, counts}: alpha >= 128
-    alpha: dict[str, Any]  # the 0-255 matte in the codec's format
+    mask: dict[str, Any] | None  # binary COCO RLE {size, counts}: alpha >= 128
+    alpha: dict[str, Any] | None  # the 0-255 matte in the codec's format
+
+    def with_mask(self) -> EncodedMatte:
+        if self.mask is not None or self.alpha is None:
+            return self
+        mask = encode_coco_binary(decode_matte(self.alpha))
+        return EncodedMatte(self.object_id, mask, self.alpha)
 
 
 @dataclass(frozen=True)
@@ -45,11 +59,26 @@ class EncodedFrame:
     mattes: list[EncodedMatte]
 
 
-def encode_frame(result: FrameMattes) -> list[EncodedMatte]:
+def encode_frame(result: FrameMattes, fields: Collection[str] = FIELDS) -> list[EncodedMatte]:
     return [
-        EncodedMatte(obj_id, encode_coco_binary(alpha), encode_matte(alpha))
+        EncodedMatte(
+            obj_id,
+            encode_coco_binary(alpha) if "mask" in fields else None,
+            encode_matte(alpha) if "alpha" in fields else None,
+        )
         for obj_id, alpha in zip(result.object_ids, result.alphas, strict=True)
     ]
+
+
+@dataclass
+class StreamSlot:
+    """A stream registered on a session: its cancel token, its client, and whether its
+    propagation has let go of the session (``released``)."""
+
+    token: CancelToken
+    client: str | None
+    released: threading.Event = field(default_factory=threading.Event)
+    reason: str | None = None  # why it was stopped, if it was
 
 
 @dataclass
@@ -68,7 +97,7 @@ class SessionEntry:
     lock: threading.RLock = field(default_factory=threading.RLock)
     # frame index -> object id -> encoded matte, from clicks and propagation
     mattes: dict[int, dict[int, EncodedMatte]] = field(default_factory=dict)
-    _streams: set[CancelToken] = field(default_factory=set)
+    _streams: dict[CancelToken, StreamSlot] = field(default_factory=dict)
     _cancel_epoch: int = 0
 
     def touch(self) -> None:
@@ -173,9 +202,12 @@ class SessionEntry:
             return [EncodedFrame(r.frame_index, self.encode_and_cache(r)) for r in fresh]
 
     # -- mattes cache ------------------------------------------------------------------
-    def encode_and_cache(self, result: FrameMattes) -> list[EncodedMatte]:
-        """Encode one frame's mattes and remember them (for ``mattes`` and exports)."""
-        encoded = encode_frame(result)
+    def encode_and_cache(
+        self, result: FrameMattes, fields: Collection[str] = FIELDS
+    ) -> list[EncodedMatte]:
+        """Encode one frame's mattes (``fields`` of them) and remember them (for ``mattes``
+        and exports)."""
+        encoded = encode_frame(result, fields)
         with self.lock:
             self.mattes[result.frame_index] = {m.object_id: m for m in encoded}
         return encoded
@@ -183,16 +215,17 @@ class SessionEntry:
     def cached(
         self, frames: Iterable[int], object_ids: Iterable[int] | None = None
     ) -> list[tuple[int, list[EncodedMatte]]]:
+        """The cached mattes of ``frames`` with both fields: a mask not streamed is made from
+        the alpha now; a frame streamed without alpha (masks only) is left out."""
         wanted = None if object_ids is None else set(object_ids)
         out = []
         with self.lock:
             for f in frames:
                 per_obj = self.mattes.get(f)
-                if per_obj is None:
+                if per_obj is None or any(m.alpha is None for m in per_obj.values()):
                     continue
-                out.append(
-                    (f, [m for oid, m in per_obj.items() if wanted is None or oid in wanted])
-                )
+                picked = [m for oid, m in per_obj.items() if wanted is None or oid in wanted]
+                out.append((f, [m.with_mask() for m in picked]))
         return out
 
     def cached_frames(self) -> list[int]:
@@ -201,7 +234,9 @@ class SessionEntry:
 
     def snapshot(self) -> dict[int, dict[int, EncodedMatte]]:
         """A consistent copy of the cached mattes (frame -> object id -> matte), taken under
-        the lock: later prompts do not change it (the mattes themselves are immutable)."""
+        the lock: later prompts do not change it (the mattes themselves are immutable).
+        Frames streamed without ``alpha`` (a client that asked for masks only) are kept, with
+        ``alpha`` None: an export refuses them by name rather than leave them out silently."""
         with self.lock:
             return {f: dict(per_obj) for f, per_obj in self.mattes.items()}
 
@@ -210,21 +245,54 @@ class SessionEntry:
             self.mattes.clear()
 
     # -- streams and cancellation --------------------------------------------------------
-    def begin_stream(self) -> tuple[CancelToken, int]:
+    def begin_stream(
+        self, client: str | None = None, *, wait: float = TAKEOVER_WAIT
+    ) -> tuple[CancelToken, int]:
         """Register a stream when its request arrives (before any frame is computed).
 
-        One stream per session at a time: a second one is refused before its headers."""
+        One propagation per session at a time: another client's request is refused
+        (``SessionBusyError``) before its headers. A new request of the same ``client``
+        (not None) takes over: the running streams are cancelled (reason ``taken_over``) and
+        this one starts once their propagation stopped (at most ``wait`` seconds)."""
         token = CancelToken()
+        deadline = time.monotonic() + wait
+        while True:
+            with self.lock:
+                busy = [s for s in self._streams.values() if not s.released.is_set()]
+                if not busy and not self.session.is_propagating:
+                    self._streams[token] = StreamSlot(token, client)
+                    return token, self._cancel_epoch
+                if not busy or client is None or any(s.client != client for s in busy):
+                    raise SessionBusyError("this session is already streaming; cancel that first")
+                for slot in busy:
+                    slot.reason = "taken_over"
+                    slot.token.cancel()
+            for slot in busy:
+                slot.released.wait(max(0.0, deadline - time.monotonic()))
+            if time.monotonic() >= deadline:
+                raise SessionBusyError("the running stream did not stop in time; try again")
+
+    def release_stream(self, token: CancelToken) -> None:
+        """The stream's propagation stopped: the session may run another one (the stream
+        itself may still be writing its last parts)."""
         with self.lock:
-            if self._streams or self.session.is_propagating:
-                raise SessionBusyError("this session is already streaming; cancel that first")
-            self._streams.add(token)
-            return token, self._cancel_epoch
+            slot = self._streams.get(token)
+        if slot is not None:
+            slot.released.set()
 
     def end_stream(self, token: CancelToken) -> None:
         with self.lock:
-            self._streams.discard(token)
+            slot = self._streams.pop(token, None)
+        if slot is not None:
+            slot.released.set()
         self.touch()
+
+    def stop_reason_of(self, token: CancelToken) -> str:
+        """Why the stream of ``token`` was stopped: its own reason (``taken_over``) or the
+        session's last cancel (``cancelled``, ``closed``, ``expired``, ``shutdown``)."""
+        with self.lock:
+            slot = self._streams.get(token)
+            return (slot.reason if slot is not None else None) or self.stop_reason
 
     def cancel_streams(self, reason: str = "cancelled") -> int:
         """Cancel every registered stream. A stream registered but not yet started sees the
@@ -232,8 +300,9 @@ class SessionEntry:
         with self.lock:
             self.stop_reason = reason
             self._cancel_epoch += 1
-            for token in self._streams:
-                token.cancel()
+            for slot in self._streams.values():
+                slot.reason = None
+                slot.token.cancel()
             return len(self._streams)
 
     def cancelled_since(self, epoch: int) -> bool:

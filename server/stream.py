@@ -16,9 +16,19 @@ with ``{"type": "end"}``. An error after the headers ends the stream with an err
 
 A stream stopped before its last frame ends with ``{"type": "end", "cancelled": true,
 "reason": ...}``: ``cancelled`` (the mutation), ``closed`` (``closeSession``), ``expired`` or
-``shutdown`` (the server is stopping, e.g. on SIGTERM). A multipart stream stopped by a
+``shutdown`` (the server is stopping, e.g. on SIGTERM), ``taken_over`` (a new request of the
+same client for the same session took its place: same token name with per-client tokens,
+else the same remote address). A multipart stream stopped by a
 shutdown ends with an error part of code ``SHUTTING_DOWN``, so no client mistakes it for a
 finished propagation.
+
+``"fields": ["mask"]``, ``["alpha"]`` or both choose what each result carries; only those are
+encoded. Without ``fields``: both (the compatible superset), except a browser's request for the
+multipart stream (an ``Origin`` header: the SAM 2 demo's frontend, which reads only ``mask``),
+which gets ``mask`` only. Frames are computed by a producer thread and encoded on a small pool
+beside it (``server.stream_pipeline``); the response only writes. A client that reads nothing
+for ``send_timeout`` seconds (``SAM2_MATTING_SEND_TIMEOUT``) is cut off (``server.body_guard``):
+the connection closes, the propagation stops and the session stays usable.
 
 The body has no ``Content-Length``: gunicorn sends it chunked, one chunk per part, and ends it
 with the terminating zero-length chunk once the last part is out (the connection stays open
@@ -30,17 +40,21 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from flask import Flask, Response, g, request
+from prometheus_client import Gauge
 
 from sam2_matting.errors import BusyError, InvalidInputError, MattingError
 from sam2_matting.limits import check_direction, check_max_frames
 from server.errors import SHUTTING_DOWN, client_error, error_response
-from server.session_entry import EncodedMatte, SessionEntry
+from server.session_entry import FIELDS, EncodedMatte, SessionEntry
 from server.sessions import SessionStore
+from server.stream_pipeline import PRODUCER_SUFFIX, FramePipeline
 
 log = logging.getLogger(__name__)
 
@@ -96,37 +110,86 @@ def _parse(body: Any) -> dict[str, Any]:
     ):
         raise InvalidInputError("object_ids must be a list of integers")
     out["object_ids"] = None if object_ids is None else set(object_ids)
+    fields = body.get("fields")
+    if fields is not None and (
+        not isinstance(fields, list)
+        or not fields
+        or not all(isinstance(f, str) and f in FIELDS for f in fields)
+    ):
+        raise InvalidInputError('fields must be a non-empty list of "mask" and "alpha"')
+    out["fields"] = None if fields is None else tuple(f for f in FIELDS if f in fields)
     return out
 
 
+def default_fields(ndjson: bool, browser: bool) -> tuple[str, ...]:
+    """What a request without ``fields`` gets: both, except the stock frontend's request
+    (a browser asking for the multipart stream), which reads only ``mask``."""
+    return ("mask",) if browser and not ndjson else FIELDS
+
+
 def _result_json(frame_index: int, mattes: list[EncodedMatte], wanted: set[int] | None) -> dict:
-    return {
-        "frame_index": frame_index,
-        "results": [
-            {"object_id": m.object_id, "mask": m.mask, "alpha": m.alpha}
-            for m in mattes
-            if wanted is None or m.object_id in wanted
-        ],
-    }
+    results = []
+    for m in mattes:
+        if wanted is not None and m.object_id not in wanted:
+            continue
+        item: dict[str, Any] = {"object_id": m.object_id}
+        if m.mask is not None:
+            item["mask"] = m.mask
+        if m.alpha is not None:
+            item["alpha"] = m.alpha
+        results.append(item)
+    return {"frame_index": frame_index, "results": results}
 
 
-def init_app(app: Flask, store: SessionStore, metrics: Any) -> None:
+def client_key(principal: str | None, remote_addr: str | None) -> str | None:
+    """Who may take over a stream: the token's client with per-client tokens, else the
+    remote address (None: unknown, never takes over)."""
+    if principal:
+        return f"token:{principal}"
+    return f"addr:{remote_addr}" if remote_addr else None
+
+
+def init_app(
+    app: Flask,
+    store: SessionStore,
+    metrics: Any,
+    *,
+    send_timeout: float | None = 30.0,
+    encode_workers: int = 2,
+) -> None:
+    # 0 workers: each frame is encoded in the producer thread, after its model step.
+    pool = (
+        ThreadPoolExecutor(max_workers=encode_workers, thread_name_prefix="encode")
+        if encode_workers > 0
+        else None
+    )
+    app.extensions["sam2_matting_encoders"] = pool
+    live = Gauge(
+        "sam2_matting_stream_producers",
+        "Live propagation producer threads",
+        registry=metrics.registry,
+    )
+    live.set_function(lambda: sum(t.name.endswith(PRODUCER_SUFFIX) for t in threading.enumerate()))
+
     @app.post("/propagate_in_video")
     def propagate_in_video() -> Response:
+        ndjson = NDJSON_TYPE in request.headers.get("Accept", "")
         try:
             try:
                 body = request.get_json(silent=True)
             except RecursionError:  # JSON nested thousands deep
                 body = None
             args = _parse(body)
-            entry = store.get(args["session_id"], owner=g.get("principal"))
+            principal = g.get("principal")
+            entry = store.get(args["session_id"], owner=principal)
             if store.draining:
                 raise BusyError("the server is shutting down; try again in a moment")
             session = entry.session
             unknown = (args["object_ids"] or set()) - set(session.object_ids)
             if unknown:
                 raise InvalidInputError(f"unknown object ids: {sorted(unknown)}")
-            token, epoch = entry.begin_stream()  # SessionBusyError if one is running
+            # SessionBusyError if another client's stream runs; the same client's is taken over
+            token, epoch = entry.begin_stream(client_key(principal, request.remote_addr))
             try:
                 frames = session.propagate(
                     args["start"],
@@ -142,16 +205,31 @@ def init_app(app: Flask, store: SessionStore, metrics: Any) -> None:
         total = frames_due(
             args["start"], session.frame_count, args["direction"], args["max_frames"]
         )
-        ndjson = NDJSON_TYPE in request.headers.get("Accept", "")
+        fields = args["fields"] or default_fields(ndjson, "Origin" in request.headers)
         log.info(
-            "session %s: stream of %d frames from %d (%s)",
+            "session %s: stream of %d frames from %d (%s; %s)",
             entry.id,
             total,
             args["start"],
             args["direction"],
+            "+".join(fields),
         )
+        sock = request.environ.get("gunicorn.socket")
+        if send_timeout is not None and hasattr(sock, "send_timeout"):
+            sock.send_timeout = send_timeout  # type: ignore[union-attr]
         body = _generate(
-            entry, frames, token, epoch, total, args["object_ids"], ndjson, metrics, store
+            entry,
+            frames,
+            token,
+            epoch,
+            total,
+            args["object_ids"],
+            ndjson,
+            metrics,
+            store,
+            fields=fields,
+            pool=pool,
+            sock=sock,
         )
         # Not "no-store": Chromium then reports a stream read to its end as net::ERR_ABORTED
         # (docs/reliability.md, "The end of the stream"). A POST response is not cached anyway.
@@ -174,29 +252,40 @@ def _generate(
     ndjson: bool,
     metrics: Any,
     store: Any = None,
+    *,
+    fields: Collection[str] = FIELDS,
+    pool: ThreadPoolExecutor | None = None,
+    sock: Any = None,
 ) -> Iterator[bytes]:
+    """The response body: writes the parts the pipeline produces, then the end."""
+
+    def encode(current: int, result: Any) -> bytes:  # on the encoding pool
+        mattes = entry.encode_and_cache(result, fields)
+        payload = _result_json(result.frame_index, mattes, wanted)
+        if ndjson:
+            line = {"type": "frame", "current": current, "total": total, **payload}
+            return (json.dumps(line) + "\n").encode()
+        return multipart_part(json.dumps(payload).encode(), current, total, "application/json")
+
     done = 0
-    cancelled = False
     metrics.streams.inc()
+    pipeline = FramePipeline(
+        frames, encode, token, pool=pool, on_release=lambda: entry.release_stream(token)
+    )
     try:
         if entry.cancelled_since(epoch) or (store is not None and store.draining):
             token.cancel()  # a cancel that came between the request and the first frame
+        pipeline.start()
         tick = time.perf_counter()
-        for result in frames:
-            mattes = entry.encode_and_cache(result)
+        for part in pipeline:
             done += 1
             now = time.perf_counter()
             metrics.frames.inc()
             metrics.frame_seconds.observe(now - tick)
             tick = now
-            payload = _result_json(result.frame_index, mattes, wanted)
-            if ndjson:
-                line = {"type": "frame", "current": done, "total": total, **payload}
-                yield (json.dumps(line) + "\n").encode()
-            else:
-                yield multipart_part(json.dumps(payload).encode(), done, total, "application/json")
+            yield part
         cancelled = token.cancelled and done < total
-        reason = entry.stop_reason if cancelled else None
+        reason = entry.stop_reason_of(token) if cancelled else None
         if cancelled and store is not None and store.draining:
             reason = "shutdown"
         if ndjson:
@@ -224,19 +313,20 @@ def _generate(
         else:
             yield multipart_part(json.dumps(error).encode(), done, total, ERROR_PART_TYPE)
     finally:
-        _release(entry, frames, token, metrics)
+        _release(entry, pipeline, token, metrics)
+        if getattr(sock, "send_timed_out", False):
+            log.warning("session %s: the client read nothing in time; stream cut", entry.id)
         log.info("session %s: stream ended, %d/%d frames", entry.id, done, total)
 
 
-def _release(entry: SessionEntry, frames: Iterator[Any], token: Any, metrics: Any) -> None:
+def _release(entry: SessionEntry, pipeline: FramePipeline, token: Any, metrics: Any) -> None:
     """Stop the propagation and free the session for the next stream. Never raises: an
     exception here would end the body before its terminating chunk (gunicorn then drops the
     connection and the client sees a broken stream instead of a finished one)."""
     token.cancel()
     try:
-        close = getattr(frames, "close", None)
-        if close is not None:
-            close()
+        if not pipeline.stop():
+            log.error("session %s: the propagation did not stop in time", entry.id)
     except Exception:
         log.exception("session %s: stopping the propagation failed", entry.id)
     finally:

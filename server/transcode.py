@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -147,6 +148,7 @@ def transcode_h264(
     start_time_sec: float | None = None,
     duration_time_sec: float | None = None,
     max_side: int = OUTPUT_MAX_SIDE,
+    progress: Callable[[float], None] | None = None,
 ) -> TranscodeInfo:
     """Decode ``src`` with PyAV and write ``dst`` as constant-frame-rate H.264 (yuv420p) MP4.
 
@@ -157,6 +159,7 @@ def transcode_h264(
     denser than the rate is dropped. Raises VideoError (unreadable, no video stream, truncated,
     nothing in the window), LimitExceededError (over ``limits`` while decoding) or
     InvalidInputError (bad window). ``dst`` may be left partial on error: the caller owns it.
+    ``progress(fraction)`` is called as frames are written (0 < fraction <= 1).
     """
     start, window = _check_window(start_time_sec, duration_time_sec)
     try:
@@ -164,7 +167,7 @@ def transcode_h264(
     except (av.FFmpegError, UnicodeDecodeError) as err:
         raise VideoError(f"not a readable video ({ffmpeg_reason(err)})") from None
     try:
-        return _transcode(src, container, dst, limits, start, window, max_side)
+        return _transcode(src, container, dst, limits, start, window, max_side, progress)
     except av.FFmpegError as err:
         raise VideoError(f"cannot decode the video ({ffmpeg_reason(err)})") from None
     finally:
@@ -304,13 +307,17 @@ def _transcode(
     start: float,
     window: float | None,
     max_side: int,
+    progress: Callable[[float], None] | None = None,
 ) -> TranscodeInfo:
     stream = choose_video_stream(container)
     ctx = stream.codec_context
     if ctx.width and ctx.height:
         _check_side(ctx.width, ctx.height, limits)  # early, cheap; frames are checked again
     fps = _frame_rate(stream, limits)
-    sequence = FrameSequence(_scan(src, stream.index, limits), from_start=start <= 0)
+    index = _scan(src, stream.index, limits)
+    sequence = FrameSequence(index, from_start=start <= 0)
+    # Frames due: the window's slots, else the source's frames (a fraction, not a promise).
+    due = max(1, math.ceil(window * float(fps)) if window else index.count)
     ctx.thread_type = "AUTO"
     sar = _sample_aspect(stream)
     grid = _Grid(fps, limits, window)
@@ -349,6 +356,8 @@ def _transcode(
                 _encode(out, out_stream, previous, gap_slot)
             _encode(out, out_stream, picture, slot)
             previous, grid.last_slot = picture, slot
+            if progress is not None:
+                progress(min(1.0, (slot + 1) / due))
         if out is None:
             what = "in the selected time range" if (start > 0 or window) else "in the file"
             if sequence.bad_packets:

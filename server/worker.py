@@ -118,6 +118,7 @@ class HeadReadingWorker(ThreadWorker):
         if not isinstance(conn.sock, CountingSocket):  # a new connection
             conn.sock = CountingSocket(conn.sock)
             conn.close = partial(self._close, conn)
+        conn.sock.send_timeout = None  # a stream's send timeout ends with its response
         buffered = conn.parser.unreader.take_buffered() if conn.parser is not None else b""
         pending = _Pending(conn, buffered, time.monotonic() + self.read_timeout)
         if buffered and head_verdict(pending.buf) == READY:

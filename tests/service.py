@@ -122,11 +122,30 @@ class Server:
     def close_session(self, sid: str) -> bool:
         return bool(self.data_of(CLOSE, {"input": {"sessionId": sid}})["closeSession"]["success"])
 
-    def stream(self, body: dict[str, Any], ndjson: bool = False) -> requests.Response:
+    def stream(
+        self, body: dict[str, Any], ndjson: bool = False, source: str | None = None
+    ) -> requests.Response:
+        """POST /propagate_in_video; ``source``: connect from this loopback address (another
+        client, as the service without tokens tells clients apart by address)."""
         headers = {"Accept": "application/x-ndjson"} if ndjson else {}
-        return requests.post(
+        http = requests.Session()
+        if source is not None:
+            http.mount("http://", SourceAdapter(source))
+        return http.post(
             f"{self.url}/propagate_in_video", json=body, headers=headers, stream=True, timeout=120
         )
+
+
+class SourceAdapter(requests.adapters.HTTPAdapter):
+    """Requests connecting from a given local address (e.g. ``127.0.0.2``)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["source_address"] = (self.source, 0)
+        super().init_poolmanager(*args, **kwargs)
 
 
 def launch(tiny_model: TinyModelFiles, shared_videos: Path, root: Path, **env_extra: str) -> Server:
@@ -223,4 +242,6 @@ def close_app(app: Flask) -> None:
     """Stop the app's export worker and session reaper and close its sessions."""
     services = app.extensions["sam2_matting"]
     services.exports.shutdown()
+    if services.uploads is not None:
+        services.uploads.shutdown()
     services.store.shutdown()

@@ -694,6 +694,13 @@ def test_session_id_is_found_wherever_the_client_puts_it(deployment: Deployment)
         assert info["sessionId"] == sid
         assert info["objects"] == [{"objectId": 1, "promptedFrames": [1]}]
         deployment.expect_routed(tag, replica)
+        # In the path: the page's still preview of a frame.
+        tag = f"preview-{replica}"
+        got = requests.get(
+            f"{proxy.url}/sessions/{sid}/composite/1", params={"tag": tag}, timeout=60
+        )
+        assert got.status_code == 200 and got.headers["Content-Type"] == "image/png"
+        deployment.expect_routed(tag, replica)
         # A JSON body over nginx's buffer (8k in this test) cannot be read by njs: refused
         # rather than sent to a replica at random, unless X-Session-Id names the session.
         inp = {"sessionId": sid, "frameIndex": 0, "clearOldPoints": True, "objectId": 0,

@@ -152,7 +152,9 @@ def _png_frames(path: Path) -> list[np.ndarray]:
         return [np.asarray(Image.open(io.BytesIO(archive.read(frame_name(i))))) for i in range(3)]
 
 
-def test_exports_with_estimate_differ_from_source_only_where_soft(clip, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_exports_with_estimate_differ_from_source_only_where_soft(
+    clip: tuple[Path, list[np.ndarray]], tmp_path: Path
+) -> None:
     path, frames = clip
     alpha = _scene()[1]
     mattes = {i: alpha for i in range(3)}

@@ -467,11 +467,21 @@ def test_upload_limits_and_errors(page: Page, service: Service, tmp_path: Path) 
     limit = p.message("LIMIT_EXCEEDED")
     assert "over the 1 MB limit" in limit.inner_text()
 
-    # A real upload: progress, the server's transcode, then it opens.
+    # A real upload: progress, the server's transcode (in the background, its progress on the
+    # bar), then it opens.
     clip = tmp_path / "my clip.mp4"
     _make_clip(REPO.parent / "shared" / "data" / "videos" / "bedroom.mp4", clip)
+    p.js(
+        """(() => { const bar = document.getElementById('upload-progress');
+        window.transcodeSeen = [];
+        new MutationObserver(() => { if (bar.dataset.phase === 'transcode')
+          window.transcodeSeen.push([bar.hidden, bar.value]); })
+          .observe(bar, { attributes: true, attributeFilter: ['data-phase'] }); })()"""
+    )
     p.page.set_input_files("#upload-input", str(clip))
     p.wait("document.body.dataset.state === 'ready' && video.src.includes('/uploads/')", timeout=60)
+    seen = p.js("window.transcodeSeen")
+    assert seen and all(not hidden and 0 <= value <= 1 for hidden, value in seen)
     assert "my clip.mp4" in p.js("document.getElementById('video-title').textContent")
     assert p.js("document.querySelectorAll('#gallery button').length") == 3
     assert service.session_code(second) == "NOT_FOUND"  # the old session was closed first

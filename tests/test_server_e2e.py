@@ -437,7 +437,9 @@ def test_second_stream_on_a_session_is_busy(server: Server) -> None:
     first = server.stream({"session_id": sid, "direction": "forward"}, ndjson=True)
     lines_in = first.iter_lines()
     next(lines_in)
-    second = server.stream({"session_id": sid, "direction": "forward"}, ndjson=True)
+    # Another client (another address: the service has no tokens here) is refused; the same
+    # client would take the stream over (tests/test_stream_pipeline.py).
+    second = server.stream({"session_id": sid, "direction": "forward"}, True, "127.0.0.2")
     assert second.status_code == 409 and second.json()["error"]["code"] == "SESSION_BUSY"
     server.data_of(CANCEL, {"input": {"sessionId": sid}})
     lines = [json.loads(x) for x in lines_in if x]

@@ -10,6 +10,7 @@
 //
 // Where the session id is looked for, first match wins:
 //   1. the X-Session-Id header (our own clients may send it),
+//   1b. the path /sessions/<id>/... (GET /sessions/<id>/composite/<frame>, the page's preview),
 //   2. POST /propagate_in_video: {"session_id": "..."},
 //   3. GraphQL: a "sessionId" (or "session_id") key anywhere in "variables",
 //      then `sessionId: "..."` or `sessionId: $name` in the query text.
@@ -21,6 +22,7 @@
 
 var SESSION_ID = /^(.+)-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 var IN_QUERY = /\bsession_?[iI]d\s*:\s*(?:"((?:[^"\\]|\\.)*)"|\$([_A-Za-z][_0-9A-Za-z]*))/;
+var IN_PATH = /^\/sessions\/([^\/]+)\//;
 var MAX_DEPTH = 8;
 
 function replicaOf(sessionId) {
@@ -84,6 +86,10 @@ var TOO_LARGE = JSON.stringify({
 
 function route(r) {
     var replica = replicaOf(r.headersIn['X-Session-Id']);
+    var inPath = IN_PATH.exec(r.uri);
+    if (!replica && inPath) {
+        replica = replicaOf(inPath[1]);
+    }
     var type = (r.headersIn['Content-Type'] || '').toLowerCase();
     if (!replica && r.method === 'POST' && type.indexOf('multipart/') !== 0) {
         var text;

@@ -27,6 +27,7 @@ SUBCOMMANDS = (
     "sam2_matting.cli.dev",
     "sam2_matting.cli.adapter",
     "sam2_matting.cli.matte",
+    "sam2_matting.cli.batch",
     "sam2_matting.cli.train",
     "sam2_matting.cli.evaluate",
 )

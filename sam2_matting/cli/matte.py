@@ -155,6 +155,19 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    formats, outputs = check_args(args)
+    if args.save_prompts:
+        _make_parent(Path(args.save_prompts), "--save-prompts")
+    doc, identity = _prompts_file(args, Path(args.input))
+    for out in render(args, _predictor(args), formats, outputs, doc, identity):
+        print(f"wrote {out}")
+    return 0
+
+
+def check_args(args: argparse.Namespace) -> tuple[list[Any], list[Path]]:
+    """The formats and output paths of ``args`` (their folders created), or a one-line error.
+
+    ``args.foreground`` is parsed in place."""
     from sam2_matting.export import get_format
     from sam2_matting.export.foreground import parse_foreground
 
@@ -171,29 +184,38 @@ def run(args: argparse.Namespace) -> int:
         )
     if not args.prompts and not args.prompts_file:
         raise InvalidInputError("give at least one --point, --box or --mask, or --prompts FILE")
-    source = Path(args.input)
-    outputs = _output_paths(source, args.out, formats)
+    outputs = output_paths(Path(args.input), args.out, formats)
     for out in outputs:  # before the model runs: `--out out/clip` works on a fresh clone
         _make_parent(out)
-    if args.save_prompts:
-        _make_parent(Path(args.save_prompts), "--save-prompts")
-    doc, identity = _prompts_file(args, source)
-    predictor = _predictor(args)
+    return formats, outputs
+
+
+def render(
+    args: argparse.Namespace,
+    predictor: Any,
+    formats: list[Any],
+    outputs: list[Path],
+    doc: Any = None,
+    identity: Any = None,
+) -> list[Path]:
+    """Prompt (flags or the prompts file ``doc``), propagate and write every format with a
+    loaded ``predictor``; returns the paths written. ``sam2-matting batch`` renders each clip
+    with this, the model loaded once."""
+    source = Path(args.input)
     with predictor.open(source, **_open_options(doc)) as plain:
-        session, render = _prompt(plain, doc, identity, args)
+        session, replayed = _prompt(plain, doc, identity, args)
         wanted = args.export_object or list(session.object_ids)
         missing = set(wanted) - set(session.object_ids)
         if missing:
             raise InvalidInputError(f"--export-object {sorted(missing)} has no prompt")
-        mattes = _propagate(session, args, wanted, render)
+        mattes = _propagate(session, args, wanted, replayed)
         if args.save_prompts:
             from sam2_matting.prompts_file import dump
 
             print(f"wrote {dump(session.document(), args.save_prompts)}")
     for fmt, out in zip(formats, outputs, strict=True):
         _write(source, mattes, fmt, out, args)
-        print(f"wrote {out}")
-    return 0
+    return outputs
 
 
 def _prompts_file(args: argparse.Namespace, source: Path) -> tuple[Any, Any]:
@@ -362,7 +384,7 @@ def _make_parent(out: Path, option: str = "--out") -> None:
         ) from None
 
 
-def _output_paths(source: Path, out: str | None, formats: list[Any]) -> list[Path]:
+def output_paths(source: Path, out: str | None, formats: list[Any]) -> list[Path]:
     base = Path(out) if out else source.with_name(source.stem + "_matte")
     if len(formats) == 1:
         fmt = formats[0]

@@ -77,17 +77,49 @@ export async function getLimits() {
   return body;
 }
 
-const UPLOAD = `mutation UploadVideo($file: Upload!) { uploadVideo(file: $file) {
-  id path url posterUrl width height frameCount fps duration } }`;
+const VIDEO_FIELDS = "id path url posterUrl width height frameCount fps duration";
+const UPLOAD = `mutation UploadVideoAsync($file: Upload!) { uploadVideoAsync(file: $file) {
+  id state progress errorCode error video { ${VIDEO_FIELDS} } } }`;
+const UPLOAD_JOB = `query UploadJob($id: String!) { uploadJob(id: $id) {
+  id state progress errorCode error video { ${VIDEO_FIELDS} } } }`;
+const POLL_MS = 250;
 
 /**
- * Upload a file (graphql-multipart-request-spec). onProgress(sent, total) follows the bytes;
- * onSent() fires when they are all sent and the server starts transcoding.
- * Returns { promise (the Video), abort }.
+ * Upload a file (graphql-multipart-request-spec) with uploadVideoAsync, then follow the
+ * server's transcode. onProgress(sent, total) follows the bytes; onSent() fires when they are
+ * all sent; onTranscode(fraction, state) follows the job (queued, transcoding).
+ * Returns { promise (the Video), abort }; abort stops the upload or the polling.
  */
-export function uploadVideo(file, { onProgress = () => {}, onSent = () => {} } = {}) {
+export function uploadVideo(file, { onProgress = () => {}, onSent = () => {}, onTranscode = () => {} } = {}) {
+  let aborted = false;
+  let abortSend = () => {};
+  const follow = async (job) => {
+    for (;;) {
+      if (aborted) throw new DOMException("upload cancelled", "AbortError");
+      if (job.state === "done") return job.video;
+      if (job.state === "failed") {
+        throw new ApiError(job.errorCode ?? "INTERNAL", job.error ?? "the upload failed", { operation: "upload" });
+      }
+      onTranscode(job.progress, job.state);
+      await new Promise((resolve) => setTimeout(resolve, POLL_MS));
+      job = (await gql(UPLOAD_JOB, { id: job.id })).uploadJob;
+    }
+  };
+  const sent = sendUpload(file, onProgress, onSent, (abort) => (abortSend = abort));
+  const promise = sent.then(follow);
+  return {
+    promise,
+    abort: () => {
+      aborted = true;
+      abortSend();
+    },
+  };
+}
+
+function sendUpload(file, onProgress, onSent, setAbort) {
   const xhr = new XMLHttpRequest();
-  const promise = new Promise((resolve, reject) => {
+  setAbort(() => xhr.abort());
+  return new Promise((resolve, reject) => {
     const form = new FormData();
     form.append("operations", JSON.stringify({ query: UPLOAD, variables: { file: null } }));
     form.append("map", JSON.stringify({ 0: ["variables.file"] }));
@@ -109,12 +141,11 @@ export function uploadVideo(file, { onProgress = () => {}, onSent = () => {} } =
       if (xhr.status >= 400 || body.errors?.length || !body.data) {
         reject(errorFromBody(body, xhr.status, "upload"));
       } else {
-        resolve(body.data.uploadVideo);
+        resolve(body.data.uploadVideoAsync);
       }
     };
     xhr.send(form);
   });
-  return { promise, abort: () => xhr.abort() };
 }
 
 /**
@@ -146,6 +177,13 @@ export async function* propagateStream(body, { signal } = {}) {
   } finally {
     reader.cancel().catch(() => {});
   }
+}
+
+/** GET an image (a session's still preview) as a Blob; a 4xx/5xx is thrown as an ApiError. */
+export async function getImage(url, { signal } = {}) {
+  const response = await send(url, { headers: headers({ Accept: "image/png" }), signal }, "preview");
+  if (!response.ok) throw errorFromBody(await readJson(response, "preview"), response.status, "preview");
+  return response.blob();
 }
 
 const CLOSE = `mutation CloseSession($input: CloseSessionInput!) { closeSession(input: $input) { success } }`;

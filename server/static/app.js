@@ -12,6 +12,7 @@ import { initPropagation } from "./propagate.js";
 import { MatteCache, MatteRenderer } from "./render.js";
 import { PromptModel } from "./prompts.js";
 import { initPromptsFile } from "./promptsfile.js";
+import { initStillPreview } from "./preview.js";
 import { Messages, askToken, installShortcuts, toggleHelp } from "./ui.js";
 import { initUpload } from "./upload.js";
 import { describeLimits, formatSeconds } from "./util.js";
@@ -110,6 +111,7 @@ function render() {
   else if (app.state.view === "matte") app.renderer.drawMatte(els["view-canvas"], mattes, w, h);
   const preview = els.preview;
   app.renderer.drawComposite(preview, els.video, mattes, preview.width, preview.height, bg);
+  app.still?.draw(frame); // the service's composite (estimated colour) of a still frame
   els.stage.dataset.frame = String(frame);
   els.scrubber.value = String(frame);
   els["frame-label"].value = `${frame + 1} / ${s.frameCount}`;
@@ -269,6 +271,7 @@ async function openVideo(video, file = null) {
     app.prompts.reset();
     app.mattes.clear();
     app.editor.reset();
+    app.still.reset();
     if (file) await app.promptsFile.show(session, file.events, session.opened.objectIds, session.opened.frames);
     app.promptsFile.changed();
     els.scrubber.max = String(session.frameCount - 1);
@@ -337,6 +340,7 @@ function init() {
   app.propagation = initPropagation(app);
   app.exporter = initExport(app);
   app.promptsFile = initPromptsFile(app, openVideo);
+  app.still = initStillPreview(app);
 
   new ResizeObserver(fitStage).observe(els["stage-wrap"]);
   els.scrubber.addEventListener("input", () => seek(Number(els.scrubber.value)));

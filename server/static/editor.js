@@ -44,6 +44,7 @@ export function initEditor(app) {
   function applyResult(op, data) {
     const result = data[op];
     const frames = Array.isArray(result) ? result : [result];
+    mattes.markFresh([]); // the service dropped its other mattes (server/session_entry.py)
     for (const r of frames) mattes.setFrame(r.frameIndex, r.rleMaskList);
     if (mattes.frameIndices.length > 1) mattes.stale = true;
   }

@@ -41,7 +41,8 @@ export function initPropagation(app) {
     app.updateControls();
     mattes.stale = false;
     try {
-      const body = { session_id: s.id, start_frame_index: startFrame, direction };
+      // The page draws only the soft matte: no binary COCO masks are encoded for it.
+      const body = { session_id: s.id, start_frame_index: startFrame, direction, fields: ["alpha"] };
       for await (const line of propagateStream(body, { signal: controller.signal })) {
         if (line.type === "frame") {
           mattes.setFrame(line.frame_index, line.results);

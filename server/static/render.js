@@ -10,6 +10,12 @@ export class MatteCache {
     this.frames = new Map(); // frame -> Map(objectId -> encoded matte {format, size, counts})
     this.decoded = new Map(); // "frame:object" -> {width, height, data}, least recent first
     this.stale = false; // prompts changed after these mattes were computed
+    this.fresh = new Set(); // frames whose mattes the service still holds (see markFresh)
+  }
+
+  /** A prompt's answer: the service now holds the mattes of these frames and no others. */
+  markFresh(frames) {
+    this.fresh = new Set(frames);
   }
 
   /** Store a frame's results: [{objectId, alpha}] (GraphQL) or [{object_id, alpha}] (stream). */
@@ -24,6 +30,7 @@ export class MatteCache {
       for (const k of [...this.decoded.keys()]) if (k.startsWith(`${frame}:`)) this.decoded.delete(k);
     }
     this.frames.set(frame, row);
+    this.fresh.add(frame);
   }
 
   has(frame) {
@@ -59,6 +66,7 @@ export class MatteCache {
   clear() {
     this.frames.clear();
     this.decoded.clear();
+    this.fresh.clear();
     this.stale = false;
   }
 

@@ -56,8 +56,14 @@ export function initUpload(app, openVideo) {
         status.textContent = `Uploading: ${formatBytes(sent)} of ${formatBytes(total)}`;
       },
       onSent: () => {
-        bar.removeAttribute("value"); // indeterminate while the server transcodes
+        bar.value = 0;
         status.textContent = "Preparing the video on the server…";
+      },
+      onTranscode: (fraction, state) => {
+        bar.value = fraction;
+        bar.dataset.phase = "transcode";
+        status.textContent =
+          state === "queued" ? "Waiting for the server…" : `Preparing the video: ${Math.round(fraction * 100)} %`;
       },
     });
     els["upload-cancel"].onclick = () => job.abort();
@@ -73,6 +79,7 @@ export function initUpload(app, openVideo) {
       app.fail(err);
     } finally {
       bar.hidden = true;
+      delete bar.dataset.phase;
       els["upload-cancel"].hidden = true;
       els["upload-input"].value = "";
     }
