@@ -8,7 +8,8 @@
 Everything here works on paths the caller chose (never on client-supplied names) and reports
 failures as one-line :mod:`sam2_matting.errors` without server paths in the message. Limits are
 enforced on what is actually decoded, not on what the container claims: a header can lie about
-the duration, the frame count, the frame size and the frame rate. The video stream and its
+the duration, the frame count, the frame size and the frame rate (the checks, the frame-rate
+choice and the constant-rate grid are in :mod:`server.upload_limits`). The video stream and its
 frames are the ones a session reads (:mod:`sam2_matting.frame_index`: cover art skipped, frames
 numbered by timestamp, a corrupt packet dropped and shown as the frame before), so a constant
 rate upload keeps its frame ``i``; a variable rate one is re-timed onto the constant-rate grid.
@@ -16,7 +17,6 @@ rate upload keeps its frame ``i``; a variable rate one is re-timed onto the cons
 
 from __future__ import annotations
 
-import logging
 import math
 import os
 import tempfile
@@ -30,10 +30,18 @@ import av
 import numpy as np
 from PIL import Image
 
-from sam2_matting.errors import InvalidInputError, LimitExceededError, VideoError
-from sam2_matting.frame_index import FrameIndex, FrameSequence, choose_video_stream, numbered_frames
+from sam2_matting.errors import LimitExceededError, VideoError
+from sam2_matting.frame_index import FrameSequence, choose_video_stream, numbered_frames
 from sam2_matting.video import rotate_frame
-from server.config import Settings
+from server.upload_limits import (
+    FrameGrid,
+    UploadLimits,
+    check_side,
+    check_window,
+    frame_rate,
+    human_bytes,
+    scan_frames,
+)
 
 __all__ = [
     "OUTPUT_CRF",
@@ -49,8 +57,6 @@ __all__ = [
     "write_poster",
 ]
 
-log = logging.getLogger(__name__)
-
 # Longest side of a transcoded upload: 1080p stays sharp for matting, 4K is halved so that the
 # browser, the session's frame decoder and the exported mattes stay light.
 OUTPUT_MAX_SIDE = 1920
@@ -58,35 +64,12 @@ OUTPUT_CRF = 20  # a little better than x264's default 23: the matte is computed
 OUTPUT_PRESET = "veryfast"  # the server transcodes while the user waits
 KEYFRAME_SECONDS = 2.0  # short GOPs keep random frame access in a session cheap
 COPY_CHUNK = 1024 * 1024
-FALLBACK_FPS = Fraction(25)
 
 
 class Readable(Protocol):
     """Anything with ``read(size) -> bytes``: a file, ``request.stream``, a FileStorage."""
 
     def read(self, size: int = -1, /) -> bytes: ...
-
-
-@dataclass(frozen=True)
-class UploadLimits:
-    """The caps an upload must respect (see ``server.config.Settings``)."""
-
-    max_upload_bytes: int
-    max_duration_sec: float
-    max_frames: int
-    max_side: int
-    max_fps: float
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> UploadLimits:
-        """Take the five limit fields of a :class:`server.config.Settings`."""
-        return cls(
-            max_upload_bytes=int(settings.max_upload_bytes),
-            max_duration_sec=float(settings.max_duration_sec),
-            max_frames=int(settings.max_frames),
-            max_side=int(settings.max_side),
-            max_fps=float(settings.max_fps),
-        )
 
 
 @dataclass(frozen=True)
@@ -122,7 +105,7 @@ def copy_limited(stream: Readable, dest: Path, max_bytes: int) -> int:
                 total += len(chunk)
                 if total > max_bytes:
                     raise LimitExceededError(
-                        f"the upload is larger than the limit of {_human_bytes(max_bytes)}"
+                        f"the upload is larger than the limit of {human_bytes(max_bytes)}"
                     )
                 out.write(chunk)
     except BaseException:
@@ -161,7 +144,7 @@ def transcode_h264(
     InvalidInputError (bad window). ``dst`` may be left partial on error: the caller owns it.
     ``progress(fraction)`` is called as frames are written (0 < fraction <= 1).
     """
-    start, window = _check_window(start_time_sec, duration_time_sec)
+    start, window = check_window(start_time_sec, duration_time_sec)
     try:
         container = av.open(str(src), mode="r")
     except (av.FFmpegError, UnicodeDecodeError) as err:
@@ -191,63 +174,6 @@ def write_poster(rgb: np.ndarray, dest: Path, quality: int = 85) -> None:
 # -- internals ---------------------------------------------------------------------------------
 
 
-def _human_bytes(n: int) -> str:
-    if n >= 1024**2:
-        return f"{n / 1024**2:.1f} MB"
-    if n >= 1024:
-        return f"{n / 1024:.1f} KB"
-    return f"{n} bytes"
-
-
-def _check_window(start: float | None, duration: float | None) -> tuple[float, float | None]:
-    if start is not None and not (math.isfinite(start) and start >= 0):
-        raise InvalidInputError(f"startTimeSec must be a number >= 0, got {start!r}")
-    if duration is not None and not (math.isfinite(duration) and duration > 0):
-        raise InvalidInputError(f"durationTimeSec must be a number > 0, got {duration!r}")
-    return (start or 0.0), duration
-
-
-def _scan(src: Path, stream_index: int, limits: UploadLimits) -> FrameIndex:
-    """The frames of the chosen stream, by one demux pass over a second opening of ``src``."""
-    # Bounded: the densest video the limits allow; decoding enforces the exact limits.
-    cap = max(limits.max_frames, math.ceil(limits.max_fps * limits.max_duration_sec))
-    with av.open(str(src), mode="r") as container:
-        index = FrameIndex.scan(container, container.streams[stream_index], max_frames=cap)
-    if index.count > cap:
-        raise LimitExceededError(f"the video has more than {limits.max_frames} frames")
-    return index
-
-
-def _frame_rate(stream: Any, limits: UploadLimits) -> Fraction:
-    average = Fraction(stream.average_rate) if stream.average_rate else None
-    nominal = Fraction(stream.guessed_rate) if stream.guessed_rate else None
-    if average and nominal and abs(nominal - average) <= average / 20:
-        # Near-constant rate (a few dropped frames): keep the exact nominal rate, fill gaps.
-        rate = nominal
-    elif average:
-        # Truly variable rate: the average keeps the duration and about the frame count.
-        rate = average
-    elif nominal:
-        rate = nominal
-    else:
-        log.warning("upload declares no frame rate; using %s fps", FALLBACK_FPS)
-        rate = FALLBACK_FPS
-    # 29.97 stays 30000/1001; odd averages of variable-rate files get a small denominator.
-    rate = rate.limit_denominator(1001)
-    if rate > limits.max_fps:
-        raise LimitExceededError(
-            f"the frame rate {float(rate):.4g} fps is over the limit of {limits.max_fps:g} fps"
-        )
-    return rate
-
-
-def _check_side(width: int, height: int, limits: UploadLimits) -> None:
-    if max(width, height) > limits.max_side:
-        raise LimitExceededError(
-            f"the frame size {width}x{height} is over the limit of {limits.max_side} pixels"
-        )
-
-
 def _display_size(frame: Any, sar: Fraction | None) -> tuple[int, int]:
     width, height = frame.width, frame.height
     if sar is not None and sar > 0 and sar != 1:
@@ -263,42 +189,6 @@ def _sample_aspect(stream: Any) -> Fraction | None:
     return Fraction(sar) if sar else None
 
 
-class _Grid:
-    """Places source frames on the output's constant-rate grid and enforces the limits."""
-
-    def __init__(self, fps: Fraction, limits: UploadLimits, window: float | None) -> None:
-        self.fps = fps
-        self.limits = limits
-        self.end_slot = math.ceil(window * fps - 1e-6) if window is not None else None
-        self.max_slots = min(limits.max_frames, math.ceil(limits.max_duration_sec * fps - 1e-6))
-        self.last_slot = -1
-        self.decoded = 0
-
-    def slot(self, elapsed: float | None) -> int:
-        """The output slot of a frame ``elapsed`` seconds into the window (or the next one)."""
-        self.decoded += 1
-        if elapsed is None:
-            return self.last_slot + 1
-        # A header can claim a low rate while the timestamps are dense: count real frames.
-        if self.decoded > self.limits.max_fps * (max(elapsed, 0.0) + 1.0):
-            raise LimitExceededError(
-                f"the video has more than {self.limits.max_fps:g} frames per second"
-            )
-        return max(0, round(elapsed * self.fps))
-
-    def done(self, slot: int) -> bool:
-        return self.end_slot is not None and slot >= self.end_slot
-
-    def check(self, slot: int) -> None:
-        if slot < self.max_slots:
-            return
-        if slot >= self.limits.max_frames:
-            raise LimitExceededError(f"the video has more than {self.limits.max_frames} frames")
-        raise LimitExceededError(
-            f"the video is longer than the limit of {self.limits.max_duration_sec:g} seconds"
-        )
-
-
 def _transcode(
     src: Path,
     container: Any,
@@ -312,15 +202,15 @@ def _transcode(
     stream = choose_video_stream(container)
     ctx = stream.codec_context
     if ctx.width and ctx.height:
-        _check_side(ctx.width, ctx.height, limits)  # early, cheap; frames are checked again
-    fps = _frame_rate(stream, limits)
-    index = _scan(src, stream.index, limits)
+        check_side(ctx.width, ctx.height, limits)  # early, cheap; frames are checked again
+    fps = frame_rate(stream, limits)
+    index = scan_frames(src, stream.index, limits)
     sequence = FrameSequence(index, from_start=start <= 0)
     # Frames due: the window's slots, else the source's frames (a fraction, not a promise).
     due = max(1, math.ceil(window * float(fps)) if window else index.count)
     ctx.thread_type = "AUTO"
     sar = _sample_aspect(stream)
-    grid = _Grid(fps, limits, window)
+    grid = FrameGrid(fps, limits, window)
     origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
     if start > 0:
         # Land on the keyframe before the window; the frames before it are decoded and dropped.
@@ -335,7 +225,7 @@ def _transcode(
     try:
         for item in numbered_frames(container, stream, sequence):
             frame = item.frame
-            _check_side(frame.width, frame.height, limits)
+            check_side(frame.width, frame.height, limits)
             time = None if item.pts is None else float(item.pts * stream.time_base)
             if start > 0 and time is not None and time < origin + start - half_frame:
                 continue  # pre-roll from the keyframe before the window

@@ -13,8 +13,10 @@ maximum). Everything is encoded with PyAV (no ffmpeg binary), frame by frame, un
 name renamed into place at the end. Modules:
 
 - :mod:`~sam2_matting.export.formats`: the format table (:data:`EXPORT_FORMATS`).
-- :mod:`~sam2_matting.export.pipeline`: :func:`export_video` (source decoding, matte
-  alignment, cancel and progress) and :func:`open_writer`.
+- :mod:`~sam2_matting.export.pipeline`: :func:`export_video` (options, cancel, progress,
+  clean-up on error) and :func:`open_writer`.
+- :mod:`~sam2_matting.export.source`: source decoding (file or frame folder) and matte
+  alignment, the two streams :func:`export_video` walks in step.
 - :mod:`~sam2_matting.export.writers`: the writer base class, temporary-name handling, PNG.
 - :mod:`~sam2_matting.export.video_writer`: ProRes, VP9, H.264 settings, audio copy.
 - :mod:`~sam2_matting.export.background`: colour / image / video backgrounds.

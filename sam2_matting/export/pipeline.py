@@ -11,7 +11,9 @@ What it does, frame by frame: demux the source with PyAV, decode each video fram
 (rotation metadata applied with ``frame.rotation``, so frames and mattes are in display
 orientation), take the matte for that frame index, hand both to the format's writer; audio
 packets go to the writer as they are demuxed (copied or re-encoded, see
-:mod:`~sam2_matting.export.video_writer`). Nothing is kept from frame to frame, so memory does
+:mod:`~sam2_matting.export.video_writer`). The reading of the source and of the mattes lives
+in :mod:`~sam2_matting.export.source`; this module checks the options, opens the writer and
+owns cancel, progress and the clean-up on error. Nothing is kept from frame to frame, so memory does
 not grow with the video's length, and ``mattes`` is consumed lazily (a generator is fine).
 
 Frame ``i`` is frame ``i`` of a session on the same file: the video stream, the frames and
@@ -27,23 +29,25 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
-import av
-import numpy as np
-
-from sam2_matting.errors import CancelledError, FrameIndexError, InvalidInputError, VideoError
+from sam2_matting.errors import CancelledError, InvalidInputError, VideoError
 from sam2_matting.export.background import BackgroundSpec, BackgroundSpecLike, parse_background
 from sam2_matting.export.foreground import parse_foreground
 from sam2_matting.export.formats import ExportFormat, get_format
+from sam2_matting.export.source import (
+    FileReader,
+    FolderReader,
+    MattesLike,
+    MatteStream,
+    SourceReader,
+)
 from sam2_matting.export.video_writer import VideoWriter
 from sam2_matting.export.writers import ExportWriter, PngSequenceWriter, PngZipWriter
-from sam2_matting.frame_index import FrameSequence, NumberedFrame, scan_file
 from sam2_matting.limits import DEFAULT_FOLDER_FPS
-from sam2_matting.video import open_video, rotate_frame
 
 __all__ = ["Cancellable", "MattesLike", "ProgressCallback", "export_video", "open_writer"]
 
@@ -57,7 +61,6 @@ class Cancellable(Protocol):
     def cancelled(self) -> bool: ...
 
 
-MattesLike = Iterable[tuple[int, np.ndarray]] | Mapping[int, np.ndarray]
 ProgressCallback = Callable[[int, int], object]
 
 
@@ -172,12 +175,12 @@ def export_video(
         raise VideoError(f"{source} does not exist")
     if Path(out_path).resolve() == source.resolve():
         raise InvalidInputError(f"the output {out_path} is the source video itself")
-    reader: _Reader = (
-        _FolderReader(source, rate or DEFAULT_FOLDER_FPS)
+    reader: SourceReader = (
+        FolderReader(source, rate or DEFAULT_FOLDER_FPS)
         if source.is_dir()
-        else _FileReader(source, audio and spec.audio and rate is None)
+        else FileReader(source, audio and spec.audio and rate is None)
     )
-    matte_stream = _MatteStream(mattes)
+    matte_stream = MatteStream(mattes)
     writer: ExportWriter | None = None
     pending_audio: list[Any] = []
     done = 0
@@ -253,152 +256,3 @@ def _is_cancelled(cancel: Cancellable | threading.Event | None) -> bool:
     if isinstance(cancel, threading.Event):
         return cancel.is_set()
     return bool(cancel.cancelled)
-
-
-class _MatteStream:
-    """Pulls ``(index, alpha)`` pairs lazily and answers the alpha of each frame in turn."""
-
-    def __init__(self, mattes: MattesLike) -> None:
-        pairs = (
-            sorted(mattes.items(), key=lambda item: item[0])
-            if isinstance(mattes, Mapping)
-            else mattes
-        )
-        self._iter: Iterator[tuple[int, np.ndarray]] = iter(pairs)
-        self._pending: tuple[int, Any] | None = None
-        self._last = -1
-        self._zeros: np.ndarray | None = None
-
-    def _pull(self) -> tuple[int, Any] | None:
-        if self._pending is None:
-            item = next(self._iter, None)
-            if item is None:
-                return None
-            try:
-                index, alpha = item
-            except (TypeError, ValueError):
-                raise InvalidInputError("mattes must be (frame_index, alpha) pairs") from None
-            if isinstance(index, bool) or not isinstance(index, int | np.integer):
-                raise InvalidInputError(f"matte frame index must be an integer, got {index!r}")
-            if index <= self._last:
-                raise InvalidInputError(
-                    f"mattes must be in increasing frame order: {index} after {self._last}"
-                )
-            self._last = int(index)
-            self._pending = (int(index), alpha)
-        return self._pending
-
-    def alpha_for(self, index: int, height: int, width: int) -> np.ndarray:
-        """The matte of frame ``index`` (called with 0, 1, 2, ...), or zeros if it has none."""
-        pending = self._pull()
-        if pending is None or pending[0] > index:
-            if self._zeros is None or self._zeros.shape != (height, width):
-                self._zeros = np.zeros((height, width), np.uint8)
-            return self._zeros
-        self._pending = None
-        alpha = np.asarray(pending[1])
-        if alpha.dtype == np.bool_:
-            alpha = alpha.astype(np.uint8) * np.uint8(255)
-        if alpha.dtype != np.uint8 or alpha.shape != (height, width):
-            raise InvalidInputError(
-                f"matte of frame {index} must be uint8 ({height}, {width}), "
-                f"got {alpha.dtype} {alpha.shape}"
-            )
-        return alpha
-
-    def finish(self, frame_count: int) -> None:
-        """Raise FrameIndexError if a matte is left for a frame the video does not have."""
-        pending = self._pull()
-        if pending is not None:
-            raise FrameIndexError(
-                f"matte for frame {pending[0]}, but the video has {frame_count} frames"
-            )
-
-
-class _Reader:
-    """The source: frames (RGB, pts) and audio packets in demux order."""
-
-    rate: Fraction
-    time_base: Fraction | None = None
-    audio_stream: Any = None
-    frame_count: int
-
-    def events(self) -> Iterator[tuple[np.ndarray | None, int | None, Any]]:
-        """``(rgb, pts, None)`` per frame, ``(None, None, packet)`` per audio packet."""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        raise NotImplementedError
-
-
-class _FileReader(_Reader):
-    """A video file read by the shared frame rule; audio packets passed through as demuxed."""
-
-    def __init__(self, path: Path, with_audio: bool) -> None:
-        self._path = path
-        try:
-            stream_index, self._index = scan_file(path)
-            self._container: Any = av.open(str(path))
-        except av.FFmpegError as err:
-            raise VideoError(f"{path.name}: cannot open video ({err})") from None
-        try:
-            self._video: Any = cast(Any, self._container.streams[stream_index])
-            self._video.thread_type = "AUTO"
-            audio = self._container.streams.audio
-            self.audio_stream = audio[0] if with_audio and audio else None
-            rate = self._video.average_rate or self._video.guessed_rate or Fraction(30)
-            self.rate = Fraction(rate)
-            self.time_base = self._video.time_base or 1 / self.rate
-            self.frame_count = self._index.count
-        except BaseException:
-            self.close()
-            raise
-        self._step = max(1, round(1 / (self.rate * self.time_base)))
-
-    def events(self) -> Iterator[tuple[np.ndarray | None, int | None, Any]]:
-        streams = [self._video] + ([self.audio_stream] if self.audio_stream is not None else [])
-        sequence = FrameSequence(self._index)
-        last: int | None = None
-        shown: tuple[Any, np.ndarray] | None = None  # a stand-in reuses the frame's pixels
-
-        def event(item: NumberedFrame) -> tuple[np.ndarray, int, None]:
-            nonlocal last, shown
-            pts = item.pts
-            if pts is None or (last is not None and pts <= last):
-                pts = 0 if last is None else last + self._step
-            last = pts
-            if shown is None or shown[0] is not item.frame:
-                frame = item.frame
-                shown = (frame, rotate_frame(frame.to_ndarray(format="rgb24"), frame.rotation))
-            return shown[1], pts, None
-
-        try:
-            for packet in self._container.demux(streams):
-                if packet.stream.type == "audio":
-                    yield None, None, packet
-                    continue
-                for item in sequence.feed(packet):
-                    yield event(item)
-            for item in sequence.finish():
-                yield event(item)
-        except av.FFmpegError as err:
-            raise VideoError(f"{self._path.name}: cannot decode ({err})") from None
-
-    def close(self) -> None:
-        container = getattr(self, "_container", None)
-        if container is not None:
-            container.close()
-
-
-class _FolderReader(_Reader):
-    def __init__(self, path: Path, rate: Fraction) -> None:
-        self._source = open_video(path)
-        self.rate = rate
-        self.frame_count = self._source.frame_count
-
-    def events(self) -> Iterator[tuple[np.ndarray | None, int | None, Any]]:
-        for rgb in self._source.iter_frames():
-            yield rgb, None, None
-
-    def close(self) -> None:
-        self._source.close()
