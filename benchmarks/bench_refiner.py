@@ -139,7 +139,10 @@ def main() -> int:
     p.add_argument("--speed", action="store_true", help="also time the refiner at 1080p")
     p.add_argument("--speed-frames", type=int, default=8)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.train_steps:
         from sam2_matting.training.refiner_train import RefinerTrainer, parse_overrides
 
