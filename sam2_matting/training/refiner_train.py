@@ -52,19 +52,19 @@ class RefinerTrainConfig:
     """Everything a refiner run depends on (``key=value`` overrides on the command line)."""
 
     out_dir: str = "runs/refiner"
-    steps: int = 400
+    steps: int = 700
     batch: int = 8
     crop: int = 128  # pixels (rounded down to a multiple of the refiner's factor)
     lr: float = 3e-3
     weight_decay: float = 0.0
     seed: int = 0
-    clips: int = 12  # training clips of the known-truth train split
+    clips: int = 18  # training clips of the known-truth train split
     frames: int = 8
     height: int = 720
     width: int = 1280
     sources: list[str] = field(default_factory=list)  # footage folders (default: shared, gallery)
     l1: float = 1.0
-    gradient: float = 1.0
+    gradient: float = 2.0
     laplacian: float = 0.0
     checkpoint_every: int = 100
     keep_checkpoints: int = 2
