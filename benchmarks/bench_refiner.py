@@ -1,7 +1,7 @@
 """The full-resolution refiner against SAM 2's coarse matte on held-out known-truth clips.
 
     .venv/bin/python benchmarks/bench_refiner.py --adapter runs/refiner/adapter
-    .venv/bin/python benchmarks/bench_refiner.py --train-steps 400 --out runs/refiner-bench
+    .venv/bin/python benchmarks/bench_refiner.py --train-steps 700 --out runs/refiner-bench
 
 Quality: for every held-out clip of :func:`sam2_matting.metrics.known_truth.truth_clips` (their
 footage and matte seeds are kept apart from the training clips), the coarse matte (simulated

@@ -20,7 +20,7 @@ The last layer starts at zero, so an untrained refiner returns the coarse alpha 
 coefficients are zero outside the *band*: low-resolution cells within ``band`` cells of a
 coarse value strictly between 0.5/255 and 1 - 0.5/255 (what would not quantise to 0 or 255).
 Confident foreground and background are left as SAM 2 gave them, and only the box around the
-band is computed at full resolution, which keeps the cost per frame small.
+band is computed, so the cost follows the extent of the soft edge rather than the frame.
 
 In an adapter folder the refiner is ``refiner.safetensors`` with its config as the ``refiner``
 entry of ``adapter_config.json``; the folder may hold a LoRA adapter too (PEFT's files) or only
