@@ -1,30 +1,28 @@
-"""Foreground colour estimation: error against a known foreground, and cost per frame.
+"""Foreground colour estimation: composite error on known-truth clips, and cost per frame.
 
     .venv/bin/python benchmarks/bench_foreground.py                 # 720p and 1080p, 3 rounds
     .venv/bin/python benchmarks/bench_foreground.py --sizes 720 --rounds 1 --pymatting
 
-Scenes are composites ``I = αF + (1 - α)B`` with a known ``F`` and ``α``: ``F`` a frame of
-``01_dog.mp4``, ``B`` a frame of ``02_cups.mp4`` (shared videos, scaled to the size), ``α``
-``sam2_matting.codec.synthetic.soft_matte`` (a person with a soft body edge and hair strands;
-"hair") and the same matte smeared over 2 % of the width ("motion", a motion-blurred edge).
-``I`` is rounded to 8 bits, as a decoded frame is.
-
-Each scene is scored with two mattes: the true ``α``, and a coarse one made the way SAM 2's
-output reaches us (the true ``α`` averaged onto the decoder's 256×256 grid of a 1024-px input,
-as logits, stretched bilinearly to the frame and put through a sigmoid). The colour is the
-source pixel (``source``, what exports wrote before) or ``estimate_foreground``
-(``estimate``). Errors, in [0, 1] units:
-
-- F MAD: mean |F - F_true| over the pixels with 0 < α_true < 1;
-- composite MSE (×10⁻³): ``αF + (1 - α)G`` against ``α_true F_true + (1 - α_true) G``, over the
-  pixels inside either matte (α > 0), for G pure green and for G a frame of ``03_blocks.mp4``.
+Clips: the known-truth clips of ``sam2_matting.metrics.known_truth`` (real footage composited
+under a known matte with hair-like strands, thin gaps, a veil and motion blur; both splits,
+``--count`` clips of each, ``--frames`` frames each; I rounded to 8 bits, as a decoded frame
+is). Each clip is scored with two mattes: the true α (rounded to 8 bits) and the coarse one
+(SAM 2's output as it reaches a session, simulated from the truth). The colour is the source
+pixel (``source``) or ``estimate_foreground`` (``estimate``); ``true B`` is the colour solved
+with the true background, ``F = (I - (1 - α)B) / α``: what the estimate would reach if it
+recovered B exactly (the limit of the method's smoothness prior, not a usable method); ``true
+F`` is the true foreground colour itself: with it the error left is the matte's own, the floor
+no colour can go below for that matte (0 for the true α, up to rounding). Errors
+(:func:`sam2_matting.metrics.truth_scores.composite_error`, x1e-3): the composite over pure
+green and over a frame of unused footage against the true composite, over the pixels inside
+either matte; the mean over the clip's frames.
 
 Time per frame, wall and CPU (all threads of the process; steadier on a shared machine):
-``estimate_foreground`` on the hair scene with the coarse matte (median of ``--rounds``;
-``source`` costs nothing), next to the ProRes writer's per-frame cost at the same size
-(``open_writer`` writing ``--writer-frames`` frames to a temporary file, straight colour).
-``--pymatting`` adds ``pymatting.estimate_foreground_ml`` (if installed) as a reference, its
-first call timed apart (numba loads or compiles its kernels then).
+``estimate_foreground`` on the first clip's coarse matte (median of ``--rounds``; ``source``
+costs nothing), next to the ProRes writer's per-frame cost at the same size (``open_writer``
+writing ``--writer-frames`` frames to a temporary file, straight colour). ``--pymatting`` adds
+``pymatting.estimate_foreground_ml`` (if installed) as a reference, its first call timed apart
+(numba loads or compiles its kernels then).
 """
 
 from __future__ import annotations
@@ -39,72 +37,49 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from sam2_matting.codec.synthetic import soft_matte  # noqa: E402
 from sam2_matting.export import open_writer  # noqa: E402
 from sam2_matting.export.foreground import estimate_foreground  # noqa: E402
+from sam2_matting.metrics.alpha import quantize  # noqa: E402
+from sam2_matting.metrics.known_truth import TruthClip, truth_clips  # noqa: E402
+from sam2_matting.metrics.truth_scores import composite_error  # noqa: E402
 
-VIDEOS = REPO.parent / "shared" / "data" / "videos"
 SIZES = {720: (720, 1280), 1080: (1080, 1920)}
-GRID = 256  # SAM 2's decoder output for a 1024-px input
+GREEN = np.array([0, 255, 0], np.uint8)
 
 
-def _frame(name: str, index: int, size: tuple[int, int]) -> np.ndarray:
-    with av.open(str(VIDEOS / name)) as container:
-        for i, frame in enumerate(container.decode(video=0)):
-            if i == index:
-                scaled = frame.reformat(width=size[1], height=size[0], format="rgb24")
-                return np.asarray(scaled.to_ndarray())
-    raise SystemExit(f"{name} has no frame {index}")
+def _colours(clip: TruthClip, t: int, matte: np.ndarray, reference: Any) -> dict[str, np.ndarray]:
+    image = clip.frames[t]
+    a = matte[..., None] / 255.0
+    solved = (image - (1 - a) * clip.bg[t]) / np.maximum(a, 1 / 255)
+    colours = {
+        "source": image,
+        "estimate": estimate_foreground(image, matte),
+        "true B": np.clip(np.rint(solved), 0, 255).astype(np.uint8),
+        "true F": clip.fg[t],
+    }
+    if reference is not None:
+        colours["pymatting"] = reference(image, matte)
+    return colours
 
 
-def _coarse(alpha: np.ndarray) -> np.ndarray:
-    """``alpha`` (float, H x W) as SAM 2 would hand it back: 256x256 logits, stretched."""
-    import torch
-    import torch.nn.functional as nnf
-
-    t = torch.from_numpy(alpha.astype(np.float32))[None, None]
-    low = nnf.interpolate(t, size=(GRID, GRID), mode="area").clamp(1e-4, 1 - 1e-4)
-    logits = torch.log(low / (1 - low))
-    up = nnf.interpolate(logits, size=alpha.shape, mode="bilinear", align_corners=False)
-    return torch.sigmoid(up)[0, 0].numpy().astype(np.float64)
-
-
-def _scenes(size: tuple[int, int]) -> dict[str, dict[str, np.ndarray]]:
-    from scipy import ndimage
-
-    fg = _frame("01_dog.mp4", 30, size) / 255.0
-    bg = _frame("02_cups.mp4", 60, size) / 255.0
-    image_bg = _frame("03_blocks.mp4", 15, size) / 255.0
-    hair = soft_matte(*size, seed=3) / 255.0
-    motion = ndimage.uniform_filter1d(hair, size=max(3, size[1] // 50), axis=1)
-    scenes = {}
-    for name, alpha in (("hair", hair), ("motion", motion)):
-        alpha8 = np.round(alpha * 255).astype(np.uint8)
-        a = alpha8 / 255.0
-        image = np.round((a[..., None] * fg + (1 - a[..., None]) * bg) * 255).astype(np.uint8)
-        coarse8 = np.round(_coarse(a) * 255).astype(np.uint8)
-        scenes[name] = {"fg": fg, "alpha": alpha8, "coarse": coarse8, "image": image,
-                        "image_bg": image_bg}  # fmt: skip
-    return scenes
-
-
-def _errors(scene: dict[str, np.ndarray], matte: np.ndarray, colour: np.ndarray) -> list[float]:
-    """[F MAD, composite MSE over green x1e3, over an image x1e3]."""
-    fg, a_true = scene["fg"], scene["alpha"] / 255.0
-    a = (matte / 255.0)[..., None]
-    soft = (scene["alpha"] > 0) & (scene["alpha"] < 255)
-    inside = (scene["alpha"] > 0) | (matte > 0)
-    c = colour / 255.0
-    out = [float(np.abs(c - fg)[soft].mean())]
-    for g in (np.array([0.0, 1.0, 0.0]), scene["image_bg"]):
-        truth = a_true[..., None] * fg + (1 - a_true[..., None]) * g
-        out.append(float(((a * c + (1 - a) * g - truth) ** 2)[inside].mean() * 1e3))
+def _score(clip: TruthClip, reference: Any) -> list[tuple[str, str, dict[str, list[float]]]]:
+    """Per matte: {colour: [composite error over green, over the image]} (frame means)."""
+    out = []
+    for matte_name, mattes in (("true", clip.alpha), ("coarse", clip.coarse)):
+        sums: dict[str, np.ndarray] = {}
+        for t in range(mattes.shape[0]):
+            matte = quantize(mattes[t])
+            for name, colour in _colours(clip, t, matte, reference).items():
+                errors = [composite_error(matte, colour, clip.alpha[t], clip.fg[t], g)
+                          for g in (GREEN, clip.image_bg)]  # fmt: skip
+                sums[name] = sums.get(name, np.zeros(2)) + np.array(errors)
+        means = {name: list(v / mattes.shape[0]) for name, v in sums.items()}
+        out.append((clip.name, matte_name, means))
     return out
 
 
@@ -119,15 +94,15 @@ def _median_time(fn: Callable[[], object], rounds: int) -> tuple[float, float]:
     return statistics.median(walls), statistics.median(cpus)
 
 
-def _prores_per_frame(scene: dict[str, np.ndarray], frames: int) -> tuple[float, float]:
+def _prores_per_frame(image: np.ndarray, matte: np.ndarray, frames: int) -> tuple[float, float]:
     """Wall and CPU seconds per frame of the ProRes writer (straight colour, no estimation)."""
-    h, w = scene["alpha"].shape
+    h, w = matte.shape
     with tempfile.TemporaryDirectory() as tmp:
         writer = open_writer("prores", Path(tmp) / "x.mov", w, h, foreground="source")
         wall, cpu = time.perf_counter(), time.process_time()
         with writer:
             for _ in range(frames):
-                writer.write(scene["image"], scene["alpha"])
+                writer.write(image, matte)
         return (time.perf_counter() - wall) / frames, (time.process_time() - cpu) / frames
 
 
@@ -145,23 +120,11 @@ def _pymatting() -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
     return run
 
 
-def _score(
-    label: str, scene: dict[str, np.ndarray], matte: np.ndarray, reference: Any
-) -> list[tuple[str, str, list[float]]]:
-    image = scene["image"]
-    colours = {"source": image, "estimate": estimate_foreground(image, matte)}
-    if reference is not None:
-        colours["pymatting"] = reference(image, matte)
-    return [(label, method, _errors(scene, matte, c)) for method, c in colours.items()]
-
-
-def _timing(
-    label: str, scene: dict[str, np.ndarray], args: argparse.Namespace, reference: Any
-) -> list[str]:
-    image, matte = scene["image"], scene["coarse"]
+def _timing(label: str, clip: TruthClip, args: argparse.Namespace, reference: Any) -> list[str]:
+    image, matte = clip.frames[0], quantize(clip.coarse[0])
     soft = float(((matte > 0) & (matte < 255)).mean())
     est, est_cpu = _median_time(lambda: estimate_foreground(image, matte), args.rounds)
-    prores, prores_cpu = _prores_per_frame(scene, args.writer_frames)
+    prores, prores_cpu = _prores_per_frame(image, matte, args.writer_frames)
     entry = [label, f"{soft:.1%}"]
     entry += [f"{est * 1e3:.0f}", f"{prores * 1e3:.0f}", f"{est / prores:.2f}"]
     entry += [f"{est_cpu * 1e3:.0f}", f"{prores_cpu * 1e3:.0f}", f"{est_cpu / prores_cpu:.2f}"]
@@ -174,9 +137,23 @@ def _timing(
     return entry
 
 
+def _row(size: int, clip: str, matte: str, means: dict[str, list[float]]) -> str:
+    src, est = means["source"], means["estimate"]
+    cells = [f"{size}p", clip, f"{matte} α"]
+    for i in (0, 1):
+        gain = src[i] / est[i] if est[i] else float("inf")
+        cells += [f"{src[i]:.3f}", f"{est[i]:.3f}", f"{gain:.1f}×", f"{est[i] / src[i] - 1:+.0%}"]
+    cells += [f"{means['true B'][0]:.4f}", f"{means['true F'][0]:.4f}"]
+    if "pymatting" in means:
+        cells.append(f"{means['pymatting'][0]:.3f}")
+    return "| " + " | ".join(cells) + " |"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="720,1080", help="comma-separated: 720, 1080")
+    parser.add_argument("--count", type=int, default=3, help="clips of each split")
+    parser.add_argument("--frames", type=int, default=2, help="frames per clip")
     parser.add_argument("--rounds", type=int, default=3, help="timed runs of each (median)")
     parser.add_argument(
         "--writer-frames", type=int, default=10, help="frames the ProRes writer times"
@@ -185,21 +162,25 @@ def main() -> None:
     args = parser.parse_args()
     reference = _pymatting() if args.pymatting else None
     print(f"load average at the start: {os.getloadavg()[0]:.1f}")
-    rows: list[tuple[str, str, list[float]]] = []
+    rows: list[str] = []
     times: list[list[str]] = []
     for key in (int(s) for s in args.sizes.split(",")):
-        scenes = _scenes(SIZES[key])
-        for name, scene in scenes.items():
-            for matte_name in ("alpha", "coarse"):
-                label = f"{key}p {name}, {'true' if matte_name == 'alpha' else 'coarse'} α"
-                rows += _score(label, scene, scene[matte_name], reference)
-        times.append(_timing(f"{key}p", scenes["hair"], args, reference))
-    print(
-        "\n| scene | colour | F MAD | composite MSE, green (×10⁻³) | composite MSE, image (×10⁻³) |"
+        for split in ("heldout", "train"):
+            for i, clip in enumerate(
+                truth_clips(split, size=SIZES[key], frames=args.frames, count=args.count)
+            ):
+                rows += [_row(key, *entry) for entry in _score(clip, reference)]
+                if split == "heldout" and i == 0:
+                    times.append(_timing(f"{key}p", clip, args, reference))
+    head = (
+        "| size | clip | matte | green: source | estimate | ÷ | change | image: source | estimate"
+        " | ÷ | change | green, true B | green, true F |"
     )
-    print("|---|---|---:|---:|---:|")
-    for label, method, (mad, green, image) in rows:
-        print(f"| {label} | {method} | {mad:.4f} | {green:.3f} | {image:.3f} |")
+    if reference is not None:
+        head += " green, pymatting |"
+    print("\ncomposite error (×10⁻³)\n\n" + head)
+    print("|---" * (head.count("|") - 1) + "|")
+    print("\n".join(rows))
     head = (
         "| size | soft pixels (coarse α) | estimate wall ms | ProRes wall ms | ÷ wall"
         " | estimate CPU ms | ProRes CPU ms | ÷ CPU |"

@@ -350,6 +350,18 @@ def load_refiner(
     return net.to(device).eval()
 
 
+def refine_frames(net: GuidedRefiner, frames: np.ndarray, coarse: np.ndarray) -> np.ndarray:
+    """A clip at once: RGB uint8 (T,H,W,3) and coarse float (T,H,W) -> float32 (T,H,W)."""
+    out = np.empty(np.shape(coarse), np.float32)
+    for t in range(len(frames)):
+        out[t] = (
+            net.refine(frames[t], torch.from_numpy(np.asarray(coarse[t], np.float32)[None]))[0]
+            .cpu()
+            .numpy()
+        )
+    return out
+
+
 # -- what a session calls --------------------------------------------------------------------
 
 

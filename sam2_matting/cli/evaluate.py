@@ -5,6 +5,7 @@
     sam2-matting evaluate --data DATA/VideoMatte240K_JPEG_SD --layout videomatte --split train \\
         --clips 200-299 --backgrounds DATA/Backgrounds --protocol course \\
         --model large --adapter runs/vm/adapter --out eval/course
+    sam2-matting evaluate --synthetic --split heldout --size 1080p      # known truth, no model
     sam2-matting evaluate --data ../shared/data/videos --layout synthetic --max-clips 4 \\
         --model checkpoints/tiny-random/sam2.1_tiny_random.yaml \\
         --checkpoint checkpoints/tiny-random/sam2.1_tiny_random.pt --out eval/plumbing
@@ -38,8 +39,14 @@ def register(sub: Any) -> None:
         description="Score a LoRA matting adapter (--adapter) and base SAM 2 (the same model "
         "without it) on a data set.",
     )
+    p.add_argument("--data", metavar="DIR", help="data root (videos folder for synthetic)")
     p.add_argument(
-        "--data", required=True, metavar="DIR", help="data root (videos folder for synthetic)"
+        "--synthetic",
+        action="store_true",
+        help="score SAM 2's simulated output on known-truth clips (real footage under a known "
+        "full-resolution matte; no --data, no model): --split train|heldout (default heldout), "
+        "--size 720p|1080p|HxW (default 720p), --max-clips, --max-frames (default 8), "
+        "--foreground, --seed, --out optional",
     )
     p.add_argument("--layout", choices=LAYOUTS, default="rvm", help="data layout (default rvm)")
     p.add_argument(
@@ -90,7 +97,10 @@ def register(sub: Any) -> None:
         "--max-frames", metavar="N", type=int, help="frames per clip (course protocol: 10)"
     )
     p.add_argument(
-        "--split", metavar="NAME", default="train", help="VideoMatte240K split (videomatte layout)"
+        "--split",
+        metavar="NAME",
+        help="VideoMatte240K split (videomatte layout, default train); train or heldout "
+        "(--synthetic, default heldout)",
     )
     p.add_argument(
         "--clips", metavar="FIRST-LAST", help="VideoMatte240K clip index range, e.g. 200-299"
@@ -98,7 +108,18 @@ def register(sub: Any) -> None:
     p.add_argument(
         "--backgrounds", metavar="DIR", help="background image folder (videomatte layout)"
     )
-    p.add_argument("--size", metavar="HxW", default="144x256", help="HxW of synthetic clips")
+    p.add_argument(
+        "--size",
+        metavar="HxW",
+        help="HxW of synthetic-layout clips (default 144x256); 720p, 1080p or HxW with "
+        "--synthetic (default 720p)",
+    )
+    p.add_argument(
+        "--foreground",
+        metavar="MODE",
+        help="--synthetic: the colour composites use, source or estimate (default: the "
+        "exports' default)",
+    )
     p.add_argument(
         "--worst", metavar="N", type=int, default=6, help="frames in the worst-frames grid"
     )
@@ -107,7 +128,7 @@ def register(sub: Any) -> None:
         action="store_true",
         help="also write OUT/predictions/<model>/<clip>/pha/<frame>.png",
     )
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--out", metavar="DIR", help="output folder (optional with --synthetic)")
     add_model_options(p)
     p.set_defaults(handler=_evaluate)
 
@@ -124,14 +145,14 @@ def _clip_refs(args: argparse.Namespace, frames: int | None) -> list[Any]:
         refs = evalsets.course_clips(
             args.data,
             args.backgrounds,
-            split=args.split,
+            split=args.split or "train",
             clip_range=evalsets.parse_range(args.clips),
             frames=frames or 10,
             seed=args.seed,
         )
     else:
         try:
-            h, w = (int(v) for v in args.size.lower().split("x"))
+            h, w = (int(v) for v in (args.size or "144x256").lower().split("x"))
         except ValueError:
             raise DataError(f"--size must look like 144x256, got {args.size!r}") from None
         refs = evalsets.synthetic_eval_clips(
@@ -150,6 +171,10 @@ def _first_height(refs: list[Any]) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    if args.synthetic:
+        from sam2_matting.cli import evaluate_truth
+
+        return evaluate_truth.run(args)
     import torch
 
     import sam2_matting
@@ -160,6 +185,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from sam2_matting.predictor import build_matting_predictor
     from sam2_matting.training.prompts import PromptRule
 
+    if not args.data or not args.out:
+        raise InvalidInputError("evaluate needs --data DIR and --out DIR (or --synthetic)")
     if args.no_base and not args.adapter:
         raise InvalidInputError("--no-base needs --adapter: there would be nothing to score")
     # Checked before any data is read: a bad combination fails at once.

@@ -210,7 +210,7 @@ def _clip(
         texture = np.ascontiguousarray(texture[:, ::-1])
     background = _read(_find(bg_name, dirs), int(rng.integers(0, MAX_START)), frames, size)
     image_bg = _read(_find(image_name, dirs), int(rng.integers(0, MAX_START)), 1, size)[0]
-    matte = base_matte(size, kind, rng)
+    matte, texture = base_matte(size, kind, rng, texture)
     motion = clip_motion(size, kind, frames, rng)
     alpha = np.empty((frames, *size), np.float32)
     fg = np.empty((frames, *size, 3), np.uint8)

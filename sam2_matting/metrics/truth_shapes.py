@@ -1,7 +1,7 @@
 """Ground-truth mattes with the structures matting is about, and their motion.
 
     from sam2_matting.metrics.truth_shapes import KINDS, base_matte, clip_motion, blur_steps
-    alpha = base_matte((720, 1280), "hair", rng)      # float32 (H, W) in [0, 1]
+    alpha, colour = base_matte((720, 1280), "hair", rng, texture)   # float32, uint8
     motion = clip_motion((720, 1280), "motion", frames=8, rng=rng)
 
 A matte is drawn once per clip at the full size, in a canonical pose, and moved per frame by an
@@ -11,9 +11,10 @@ affine transform (:class:`Motion`). Its parts:
 - **thin gaps**: 1-3 slits 1-4 px wide cut through the body (an arm held close to the side,
   fingers), alpha 0 inside;
 - **hair-like strands**: curves from the body's edge outwards, 0.5-2 px wide, opacity
-  0.35-1, drawn 4x supersampled (a strand narrower than a pixel is a partial alpha);
+  0.35-1, drawn 4x supersampled (a strand narrower than a pixel is a partial alpha), each of
+  one colour (its root's);
 - a **semi-transparent region**: a sheer veil (alpha 0.2-0.65, varying smoothly) attached to
-  the body, its own soft edge;
+  the body, its own soft edge, of a smooth colour;
 - **motion-blurred edges**: made per frame by :mod:`sam2_matting.metrics.known_truth`, the
   average of the moving matte over the shutter (``blur_steps``).
 
@@ -86,10 +87,20 @@ def _edge_points(body: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     return xs * step, ys * step, -gx[ys, xs], -gy[ys, xs]
 
 
-def _strands(body: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+def _strands(
+    body: np.ndarray, count: int, texture: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, Image.Image, Image.Image]:
+    """Strands' alpha (H, W) and their colour: an RGB image and the mask (1x) it covers.
+
+    A strand keeps one colour along its length, the body's colour where it starts (the mean
+    of ``texture`` over 7x7 pixels there), as hair has the colour of the hair at its root.
+    """
     h, w = body.shape
     x0, y0, dx, dy = _edge_points(body)
     canvas, draw = _canvas((h, w))
+    paint = Image.new("RGB", (w, h))
+    painted = Image.new("L", (w, h), 0)
+    draw_paint, draw_mask = ImageDraw.Draw(paint), ImageDraw.Draw(painted)
     side = min(h, w)
     picks = rng.integers(0, len(x0), size=count)
     for i in picks:
@@ -104,12 +115,18 @@ def _strands(body: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarr
         for k in range(17):
             s = k / 16
             a = direction + bend * s
-            pts.append(
-                ((x + math.cos(a) * length * s) * SUPERSAMPLE,
-                 (y + math.sin(a) * length * s) * SUPERSAMPLE)
-            )  # fmt: skip
-        draw.line(pts, fill=opacity, width=max(1, round(width * SUPERSAMPLE)))
-    return _reduce(canvas)
+            pts.append((x + math.cos(a) * length * s, y + math.sin(a) * length * s))
+        draw.line(
+            [(px * SUPERSAMPLE, py * SUPERSAMPLE) for px, py in pts],
+            fill=opacity,
+            width=max(1, round(width * SUPERSAMPLE)),
+            joint="curve",
+        )
+        root = texture[max(0, y0[i] - 3) : y0[i] + 4, max(0, x0[i] - 3) : x0[i] + 4]
+        colour = tuple(int(v) for v in root.reshape(-1, 3).mean(axis=0))
+        draw_paint.line(pts, fill=colour, width=math.ceil(width) + 2)
+        draw_mask.line(pts, fill=255, width=math.ceil(width) + 2)
+    return _reduce(canvas), paint, painted
 
 
 def _gaps(body: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
@@ -151,18 +168,35 @@ def _veil(body: np.ndarray, scale: float, rng: np.random.Generator) -> np.ndarra
     return (shape * level).astype(np.float32)
 
 
-def base_matte(size: tuple[int, int], kind: str, rng: np.random.Generator) -> np.ndarray:
-    """The clip's matte in its canonical pose: float32 (H, W) in [0, 1] (see the module)."""
+def base_matte(
+    size: tuple[int, int], kind: str, rng: np.random.Generator, texture: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The clip's matte in its canonical pose and its foreground colour (see the module).
+
+    ``texture`` (H, W, 3) uint8 is the body's colour (real footage); strands take their
+    root's colour, the veil a smooth colour (``texture`` averaged over 8x5 blocks, then
+    interpolated), as a sheer fabric has. Returns alpha float32 (H, W) in [0, 1] and the
+    colour uint8 (H, W, 3).
+    """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    h, w = size
     body = _ellipses(size, rng)
     gaps = _gaps(body, int(rng.integers(2, 4) if kind == "sheer" else rng.integers(1, 3)), rng)
-    strands = _strands(body, int(rng.integers(150, 260) if kind == "hair" else 40), rng)
+    count = int(rng.integers(150, 260) if kind == "hair" else 40)
+    strands, paint, painted = _strands(body, count, texture, rng)
     veil = _veil(body, 0.16 if kind == "sheer" else 0.07, rng)
     alpha = body * (1.0 - gaps)
-    np.maximum(alpha, strands, out=alpha)
+    colour = texture.copy()
+    small = Image.fromarray(texture).resize((8, 5), Image.Resampling.BOX)
+    smooth = np.asarray(small.resize((w, h), Image.Resampling.BILINEAR))
+    on_veil = veil > alpha
+    colour[on_veil] = smooth[on_veil]
     np.maximum(alpha, veil, out=alpha)
-    return np.clip(alpha, 0.0, 1.0).astype(np.float32)
+    on_strand = (strands > alpha) & (np.asarray(painted) > 0)
+    colour[on_strand] = np.asarray(paint)[on_strand]
+    np.maximum(alpha, strands, out=alpha)
+    return np.clip(alpha, 0.0, 1.0).astype(np.float32), colour
 
 
 def clip_motion(size: tuple[int, int], kind: str, frames: int, rng: np.random.Generator) -> Motion:
