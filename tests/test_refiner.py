@@ -274,3 +274,25 @@ def test_bad_refiner_files(tmp_path: Path, tiny_model: TinyModelFiles) -> None:
     (empty / ADAPTER_CONFIG).write_text("{not json")
     with pytest.raises(CheckpointError, match="cannot read"):
         build_matting_predictor(tiny_model.config, tiny_model.checkpoint, adapter=empty)
+
+
+def test_evaluate_synthetic_scores_the_adapters_refiner(tmp_path: Path) -> None:
+    import argparse
+
+    from sam2_matting.cli.evaluate_truth import refiners
+    from sam2_matting.refiner import refine_frames
+
+    assert refiners(argparse.Namespace(adapter=None)) == {}
+    net = _random_refiner()
+    folder = save_refiner(net, tmp_path / "adapter")
+    found = refiners(argparse.Namespace(adapter=str(folder)))
+    assert list(found) == ["refiner"]
+    frame, _, coarse = _scene(48, 64)
+    frames, coarse_t = np.stack([frame, frame]), np.stack([coarse, coarse])
+    got = found["refiner"](frames, coarse_t)
+    assert got.shape == (2, 48, 64) and got.dtype == np.float32
+    assert np.array_equal(got, refine_frames(net, frames, coarse_t))
+    assert np.allclose(got[0], net.refine(frame, torch.from_numpy(coarse)[None])[0].numpy())
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CheckpointError):
+        refiners(argparse.Namespace(adapter=str(tmp_path / "empty")))
