@@ -15,6 +15,7 @@ For inference the adapter is merged into the weights, so matting costs nothing o
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,7 +141,9 @@ def load_adapter(
 
     path = check_adapter_dir(adapter_dir)
     try:
-        return PeftModel.from_pretrained(model, str(path), is_trainable=trainable)
+        with warnings.catch_warnings():  # the refiner's entry is ours, not PEFT's
+            warnings.filterwarnings("ignore", message=r"Unexpected keyword arguments \['refiner'\]")
+            return PeftModel.from_pretrained(model, str(path), is_trainable=trainable)
     except (ValueError, KeyError, RuntimeError, OSError) as err:
         msg = str(err).strip().splitlines()[0][:300] if str(err).strip() else type(err).__name__
         raise CheckpointError(f"adapter {path} does not fit this model: {msg}") from err

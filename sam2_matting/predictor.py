@@ -108,10 +108,14 @@ class FairLock:
 class MattingPredictor:
     """Owns one loaded SAM 2 model; opens :class:`MattingSession` objects on videos."""
 
-    def __init__(self, model: Any, *, dtype: torch.dtype = torch.float32) -> None:
+    def __init__(
+        self, model: Any, *, dtype: torch.dtype = torch.float32, refiner: Any = None
+    ) -> None:
         self.model = model
         self.device: torch.device = model.device
         self.dtype = dtype
+        # a sam2_matting.refiner.GuidedRefiner applied to every output alpha, or None
+        self.refiner = refiner.to(self.device) if refiner is not None else None
         self.image_size: int = int(model.image_size)
         self.model_lock = FairLock()
         quiet_progress_bars()
@@ -142,12 +146,15 @@ def build_matting_predictor(
     checkpoint_dir: str | Path | None = None,
     hole_filling: bool = True,
     vos_optimized: bool = False,
+    refiner: bool = True,
 ) -> MattingPredictor:
     """Load SAM 2 (and merge a matting adapter) once; the one entry point for inference.
 
     ``model`` is a size (tiny, small, base_plus, large), a SAM 2 config name or a YAML file.
     For a size, ``checkpoint`` defaults to the downloaded file in ``checkpoint_dir``. A config
     without a checkpoint is refused: random weights are never served by accident.
+    ``adapter`` is a folder holding a LoRA adapter, a full-resolution refiner or both
+    (:mod:`sam2_matting.refiner`); ``refiner=False`` leaves a folder's refiner unused.
     """
     from sam2_matting.registry import resolve_checkpoint
 
@@ -161,13 +168,19 @@ def build_matting_predictor(
         hole_filling=hole_filling,
         vos_optimized=vos_optimized,
     )
+    net = None
     if adapter is not None:
         from sam2_matting.lora import merge_adapter
+        from sam2_matting.refiner import adapter_contents, load_refiner
 
-        sam = merge_adapter(sam, adapter)
+        has_lora, has_refiner = adapter_contents(adapter)
+        if has_lora:
+            sam = merge_adapter(sam, adapter)
+        if has_refiner and refiner:
+            net = load_refiner(adapter)
     sam = sam.to(dev)
     sam.eval()
-    return MattingPredictor(sam, dtype=resolve_dtype(dtype, dev))
+    return MattingPredictor(sam, dtype=resolve_dtype(dtype, dev), refiner=net)
 
 
 def _check_checkpoint_file(path: Path) -> None:

@@ -35,8 +35,9 @@ from sam2_matting.limits import (
     check_direction,
     check_max_frames,
 )
+from sam2_matting.refiner import frame_alphas
 from sam2_matting.sam_frames import SamFrames
-from sam2_matting.steps import CancelToken, ModelHost, iter_with_context, logits_to_alpha
+from sam2_matting.steps import CancelToken, ModelHost, iter_with_context
 from sam2_matting.video import VideoSource, open_video
 
 
@@ -371,8 +372,7 @@ class MattingSession:
             return self._result(*call())
 
     def _result(self, frame_idx: int, obj_ids: Sequence[int], masks: torch.Tensor) -> FrameMattes:
-        alphas = logits_to_alpha(masks).cpu().numpy()
-        soft = torch.sigmoid(masks.float()[:, 0]).cpu().numpy() if self.keep_float else None
+        alphas, soft = frame_alphas(self.predictor, self.source, frame_idx, masks, self.keep_float)
         return FrameMattes(int(frame_idx), tuple(int(i) for i in obj_ids), alphas, soft)
 
     @contextlib.contextmanager

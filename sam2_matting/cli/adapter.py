@@ -33,7 +33,9 @@ def register(sub: Any) -> None:
         "(default: large, i.e. sam2.1_hiera_l as in the course project)",
     )
     imp.set_defaults(handler=_import_legacy)
-    info = adapter_sub.add_parser("info", help="print an adapter's targets and ranks")
+    info = adapter_sub.add_parser(
+        "info", help="print an adapter's targets and ranks (and its refiner)"
+    )
     info.add_argument("adapter_dir", metavar="ADAPTER_DIR", help="a PEFT adapter folder")
     info.set_defaults(handler=_info)
 
@@ -51,7 +53,16 @@ def _info(args: argparse.Namespace) -> int:
     from safetensors import safe_open
 
     from sam2_matting.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, check_adapter_dir
+    from sam2_matting.refiner import adapter_contents, load_refiner, parameter_count
 
+    has_lora, has_refiner = adapter_contents(args.adapter_dir)
+    if has_refiner:
+        net = load_refiner(args.adapter_dir)
+        assert net is not None
+        print(f"refiner: {parameter_count(net):,} parameters, {net.config}")
+    if not has_lora:
+        print(f"adapter: {args.adapter_dir} (refiner only: runs with base SAM 2)")
+        return 0
     path = check_adapter_dir(args.adapter_dir)
     cfg = json.loads((path / ADAPTER_CONFIG).read_text())
     with safe_open(str(path / ADAPTER_WEIGHTS), framework="pt") as f:

@@ -45,9 +45,18 @@ def parse_size(text: str | None) -> tuple[int, int]:
 
 
 def refiners(args: argparse.Namespace) -> dict[str, Refine]:
-    """The refiners to score next to the coarse matte, by name: none yet (the adapter's
-    full-resolution refiner is added here when one is present)."""
-    return {}
+    """The refiners to score next to the coarse matte, by name: the full-resolution refiner
+    of ``--adapter`` when that folder holds one (docs/training.md, section 6)."""
+    adapter = getattr(args, "adapter", None)
+    if not adapter:
+        return {}
+    from sam2_matting.refiner import adapter_contents, load_refiner, refine_frames
+
+    adapter_contents(adapter)  # a folder that is no adapter at all is refused in one line
+    net = load_refiner(adapter)
+    if net is None:
+        return {}
+    return {"refiner": lambda frames, coarse: refine_frames(net, frames, coarse)}
 
 
 def run(args: argparse.Namespace) -> int:

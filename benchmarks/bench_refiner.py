@@ -1,0 +1,167 @@
+"""The full-resolution refiner against SAM 2's coarse matte on held-out known-truth clips.
+
+    .venv/bin/python benchmarks/bench_refiner.py --adapter runs/refiner/adapter
+    .venv/bin/python benchmarks/bench_refiner.py --train-steps 700 --out runs/refiner-bench
+
+Quality: for every held-out clip of :func:`sam2_matting.metrics.known_truth.truth_clips` (their
+footage and matte seeds are kept apart from the training clips), the coarse matte (simulated
+SAM 2 output) and the refined matte, both quantised to 8 bits as the service returns them, are
+scored against the true matte: MAD, MSE (x1e3), Grad (/1e3, not normalised: the HR variant),
+dtSSD (x1e2), each the mean over the clip's frames. Goal per clip: Grad and MSE at least 30 %
+lower, MAD and dtSSD not higher.
+
+Speed (``--speed``): one 1080p known-truth clip is encoded to H.264 and decoded through the
+project's own reader (``open_video``, PyAV), then the refiner runs on each frame with the
+simulated coarse matte; the figure is refiner time per frame / decode time per frame, measured
+side by side in one run on the CPU. The distribution is synthetic (real footage under known
+mattes, not real people): see docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from sam2_matting.metrics.alpha import dtssd, grad, mad, mse, quantize, to_unit
+from sam2_matting.metrics.known_truth import truth_clips
+from sam2_matting.refiner import GuidedRefiner, load_refiner, parameter_count
+
+METRICS = ("MAD", "MSE", "Grad", "dtSSD")
+
+
+def scores(pred: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """Means over frames of 8-bit ``pred`` (T,H,W uint8) against float ``truth``."""
+    out: dict[str, list[float]] = {m: [] for m in METRICS}
+    prev_a = prev_g = None
+    for a8, g in zip(pred, truth, strict=True):
+        a = to_unit(a8)
+        g = to_unit(quantize(g))
+        out["MAD"].append(mad(a, g))
+        out["MSE"].append(mse(a, g))
+        out["Grad"].append(grad(a, g, normalize=False))
+        out["dtSSD"].append(dtssd(a, prev_a, g, prev_g))
+        prev_a, prev_g = a, g
+    return {m: float(np.mean(v)) for m, v in out.items()}
+
+
+def refine_clip(net: GuidedRefiner, frames: np.ndarray, coarse: np.ndarray) -> np.ndarray:
+    out = np.empty(coarse.shape, np.uint8)
+    for t in range(len(frames)):
+        alpha = net.refine(frames[t], torch.from_numpy(coarse[t][None]))
+        out[t] = (alpha[0] * 255.0).round().to(torch.uint8).numpy()
+    return out
+
+
+def quality(net: GuidedRefiner, args: argparse.Namespace) -> bool:
+    all_met = True
+    print(
+        f"\nheld-out clips at {args.size}, {args.frames} frames: coarse -> refined "
+        "(change); goal Grad, MSE <= -30 %, MAD, dtSSD <= 0 %"
+    )
+    print("| clip | " + " | ".join(METRICS) + " | goal |")
+    print("|---|" + "---|" * (len(METRICS) + 1))
+    h, w = (int(v) for v in args.size.split("x"))
+    totals: dict[str, list[float]] = {m: [] for m in METRICS}
+    for clip in truth_clips("heldout", size=(h, w), frames=args.frames, count=args.clips):
+        base = scores(quantize(clip.coarse), clip.alpha)
+        ref = scores(refine_clip(net, clip.frames, clip.coarse), clip.alpha)
+        cells, met = [], True
+        for m in METRICS:
+            change = (ref[m] - base[m]) / base[m] * 100 if base[m] > 0 else 0.0
+            totals[m].append(change)
+            ok = change <= -30 if m in ("Grad", "MSE") else change <= 0
+            met &= ok
+            cells.append(f"{base[m]:.3g} -> {ref[m]:.3g} ({change:+.0f} %)")
+        all_met &= met
+        print(f"| {clip.name} | " + " | ".join(cells) + f" | {'met' if met else 'missed'} |")
+    print("mean change: " + ", ".join(f"{m} {np.mean(v):+.1f} %" for m, v in totals.items()))
+    print(f"goal on every clip: {'met' if all_met else 'missed'}")
+    return all_met
+
+
+def speed(net: GuidedRefiner, args: argparse.Namespace) -> None:
+    import av
+
+    from sam2_matting.video import open_video
+
+    clip = next(truth_clips("heldout", size=(1080, 1920), frames=args.speed_frames, count=1))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "clip1080.mp4"
+        with av.open(str(path), "w") as out:
+            stream = out.add_stream("libx264", rate=30)
+            stream.width, stream.height, stream.pix_fmt = 1920, 1080, "yuv420p"
+            stream.options = {"crf": "18"}
+            for frame in clip.frames:
+                for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                    out.mux(packet)
+            for packet in stream.encode():
+                out.mux(packet)
+        decode, refine = [], []  # (wall, CPU of all the process's threads) per frame
+        for _ in range(args.repeats):
+            with open_video(path, cache_size=1) as source:
+                t0, c0 = time.perf_counter(), time.process_time()
+                frames = [source.get_frame(i) for i in range(source.frame_count)]
+                n = len(frames)
+                decode.append(((time.perf_counter() - t0) / n, (time.process_time() - c0) / n))
+            coarse = [torch.from_numpy(c[None]) for c in clip.coarse]
+            t0, c0 = time.perf_counter(), time.process_time()
+            for frame, c in zip(frames, coarse, strict=True):
+                net.refine(frame, c.clone(), inplace=True)
+            refine.append(((time.perf_counter() - t0) / n, (time.process_time() - c0) / n))
+    (dw, dc), (rw, rc) = min(decode), min(refine)
+    soft = float(((clip.coarse > 0.5 / 255) & (clip.coarse < 1 - 0.5 / 255)).mean()) * 100
+    print(
+        f"\n1080p {clip.name}, {n} frames ({soft:.1f} % soft coarse pixels), best of "
+        f"{args.repeats}, torch threads {torch.get_num_threads()}:\n"
+        f"  decode  {dw * 1e3:.1f} ms wall, {dc * 1e3:.1f} ms CPU per frame\n"
+        f"  refiner {rw * 1e3:.1f} ms wall, {rc * 1e3:.1f} ms CPU per frame\n"
+        f"  refiner / decode = {rw / dw:.2f} wall, {rc / dc:.2f} CPU (goal <= 1.0)"
+    )
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--adapter", help="adapter folder holding a trained refiner")
+    p.add_argument("--train-steps", type=int, default=0, help="train a refiner first (steps)")
+    p.add_argument("--out", default="runs/refiner-bench", help="run folder for --train-steps")
+    p.add_argument("--set", nargs="*", default=[], help="more training settings key=value")
+    p.add_argument("--clips", type=int, default=6, help="held-out clips")
+    p.add_argument("--frames", type=int, default=8)
+    p.add_argument("--size", default="720x1280", help="HxW of the held-out clips")
+    p.add_argument("--speed", action="store_true", help="also time the refiner at 1080p")
+    p.add_argument("--speed-frames", type=int, default=8)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.train_steps:
+        from sam2_matting.training.refiner_train import RefinerTrainer, parse_overrides
+
+        cfg = parse_overrides([f"steps={args.train_steps}", f"out_dir={args.out}", *args.set])
+        t0 = time.perf_counter()
+        adapter = RefinerTrainer(cfg).fit()
+        print(f"trained {cfg.steps} steps in {time.perf_counter() - t0:.0f} s: {adapter}")
+        args.adapter = str(adapter)
+    if not args.adapter:
+        p.error("give --adapter or --train-steps")
+    net = load_refiner(args.adapter)
+    if net is None:
+        p.error(f"{args.adapter} holds no refiner")
+    print(f"refiner {args.adapter}: {parameter_count(net):,} parameters, {net.config}")
+    quality(net, args)
+    if args.speed:
+        speed(net, args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

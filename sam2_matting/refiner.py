@@ -1,0 +1,382 @@
+"""A trainable full-resolution refiner for SAM 2's mattes, in the manner of a deep guided filter.
+
+    from sam2_matting.refiner import GuidedRefiner, RefinerConfig, save_refiner, load_refiner
+    net = GuidedRefiner(RefinerConfig())             # ~3,500 parameters, identity until trained
+    alpha = net.refine(frame_rgb_uint8, coarse)      # coarse float (N, H, W) in [0, 1] -> same
+    save_refiner(net, "runs/r/adapter")              # refiner.safetensors + adapter_config.json
+    net = load_refiner("runs/r/adapter")             # None when the folder has no refiner
+
+SAM 2's logits are a quarter of its 1024-px input, stretched to the video; one logit covers
+about 7.5x4 pixels of a 1080p frame. The refiner looks at the image and the coarse alpha at a
+low resolution (long side about ``low_side``, an integer factor ``f`` below the frame), where
+a small conv net turns local guided-filter statistics (the covariance of image and alpha in a
+``(2r+1)^2`` window, the image's variance, the coarse alpha and its local mean) into the
+coefficients of a local linear model ``A`` (one per colour channel) and an offset ``B``. Those
+are upsampled bilinearly to the frame and applied at full resolution:
+
+    alpha = clamp(coarse + sum_c A_c * I_c + B, 0, 1)
+
+The last layer starts at zero, so an untrained refiner returns the coarse alpha exactly. The
+coefficients are zero outside the *band*: low-resolution cells within ``band`` cells of a
+coarse value strictly between 0.5/255 and 1 - 0.5/255 (what would not quantise to 0 or 255).
+Confident foreground and background are left as SAM 2 gave them, and only the box around the
+band is computed, so the cost follows the extent of the soft edge rather than the frame.
+
+In an adapter folder the refiner is ``refiner.safetensors`` with its config as the ``refiner``
+entry of ``adapter_config.json``; the folder may hold a LoRA adapter too (PEFT's files) or only
+the refiner (then base SAM 2 runs with the refiner): see :func:`adapter_contents`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from sam2_matting.errors import CheckpointError
+from sam2_matting.steps import logits_to_alpha
+
+REFINER_WEIGHTS = "refiner.safetensors"
+ADAPTER_CONFIG = "adapter_config.json"
+FORMAT_VERSION = 1
+_FEATURES = 8  # cov(3) + var(3) + coarse(1) + local mean of coarse(1)
+
+
+@dataclass(frozen=True)
+class RefinerConfig:
+    """The refiner's shape; stored in the adapter config, so a saved refiner rebuilds itself."""
+
+    low_side: int = 512  # long side of the low-resolution grid (the factor is rounded)
+    hidden: int = 16  # channels of the conv net
+    radius: int = 2  # guided-filter window radius, in low-resolution cells
+    band: int = 3  # cells around uncertain coarse values where the refiner may change alpha
+    feature_scale: float = 10.0  # covariance and variance are small numbers: scale them up
+
+    def validate(self) -> RefinerConfig:
+        if not (16 <= self.low_side <= 4096 and 1 <= self.hidden <= 256):
+            raise CheckpointError("refiner config: low_side must be 16..4096, hidden 1..256")
+        if not (0 <= self.radius <= 16 and 0 <= self.band <= 64):
+            raise CheckpointError("refiner config: radius must be 0..16 and band 0..64")
+        if not (math.isfinite(self.feature_scale) and self.feature_scale > 0):
+            raise CheckpointError("refiner config: feature_scale must be a positive number")
+        return self
+
+    @classmethod
+    def from_dict(cls, data: Any) -> RefinerConfig:
+        if not isinstance(data, dict):
+            raise CheckpointError("the refiner entry of the adapter config is not an object")
+        known = {f.name: f.type for f in fields(cls)}
+        unknown = sorted(set(data) - set(known) - {"version", "weights"})
+        if unknown:
+            raise CheckpointError(f"refiner config has unknown keys: {', '.join(unknown)}")
+        if data.get("version", FORMAT_VERSION) != FORMAT_VERSION:
+            raise CheckpointError(f"refiner format version {data.get('version')!r} is not known")
+        values: dict[str, Any] = {}
+        for name in known:
+            if name in data:
+                v = data[name]
+                ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+                if not ok or (name != "feature_scale" and not isinstance(v, int)):
+                    raise CheckpointError(f"refiner config: {name} must be a number, got {v!r}")
+                values[name] = v
+        return cls(**values).validate()
+
+
+def scale_factor(height: int, width: int, low_side: int) -> int:
+    """The integer factor between a frame and the refiner's low-resolution grid."""
+    return max(1, round(max(height, width) / low_side))
+
+
+def _box(x: torch.Tensor, r: int) -> torch.Tensor:
+    """Mean over the (2r+1)^2 window, over the cells inside the frame (separable)."""
+    if r == 0:
+        return x
+    k = 2 * r + 1
+    x = F.avg_pool2d(x, (1, k), stride=1, padding=(0, r), count_include_pad=False)
+    return F.avg_pool2d(x, (k, 1), stride=1, padding=(r, 0), count_include_pad=False)
+
+
+def _dilate(x: torch.Tensor, r: int) -> torch.Tensor:
+    """Max over the (2r+1)^2 window (separable)."""
+    if r == 0:
+        return x
+    k = 2 * r + 1
+    x = F.max_pool2d(x, (1, k), stride=1, padding=(0, r))
+    return F.max_pool2d(x, (k, 1), stride=1, padding=(r, 0))
+
+
+class GuidedRefiner(torch.nn.Module):
+    """Low-resolution coarse alpha and image in, full-resolution alpha out (see the module)."""
+
+    def __init__(self, config: RefinerConfig | None = None) -> None:
+        super().__init__()
+        self.config = (config or RefinerConfig()).validate()
+        h = self.config.hidden
+        self.net = torch.nn.Sequential(
+            torch.nn.Conv2d(_FEATURES, h, 3, padding=1, padding_mode="replicate"),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(h, h, 3, padding=1, padding_mode="replicate"),
+            torch.nn.ReLU(),
+            torch.nn.Conv2d(h, 4, 1),
+        )
+        last = self.net[-1]
+        assert isinstance(last, torch.nn.Conv2d) and last.bias is not None
+        torch.nn.init.zeros_(last.weight)
+        torch.nn.init.zeros_(last.bias)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def coefficients(
+        self, image_lr: torch.Tensor, coarse_lr: torch.Tensor, band: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B,3,h,w) image and (B,1,h,w) coarse alpha at low res and the (B,1,h,w) band ->
+        A (B,3,h,w), B (B,1,h,w)."""
+        r, s = self.config.radius, self.config.feature_scale
+        mean_x, mean_y = _box(image_lr, r), _box(coarse_lr, r)
+        cov = _box(image_lr * coarse_lr, r) - mean_x * mean_y
+        var = _box(image_lr * image_lr, r) - mean_x * mean_x
+        feats = torch.cat([cov * s, var * s, coarse_lr, mean_y], dim=1)
+        out = self.net(feats)
+        a, d = out[:, :3], out[:, 3:4]
+        b = d - (a * mean_x).sum(dim=1, keepdim=True)
+        return a * band, b * band
+
+    def band(self, coarse: torch.Tensor, factor: int) -> torch.Tensor:
+        """(B,1,H,W) full-resolution coarse alpha -> (B,1,h,w): 1 on the cells within
+        ``band`` cells of a cell whose sample (the pixel ``factor // 2`` into it, clamped to
+        the frame) is uncertain, else 0."""
+        height, width = coarse.shape[-2:]
+        rows = (torch.arange(-(-height // factor)) * factor + factor // 2).clamp_(max=height - 1)
+        cols = (torch.arange(-(-width // factor)) * factor + factor // 2).clamp_(max=width - 1)
+        sample = coarse.index_select(-2, rows.to(coarse.device))
+        sample = sample.index_select(-1, cols.to(coarse.device))
+        soft = ((sample > 0.5 / 255) & (sample < 1 - 0.5 / 255)).to(torch.float32)
+        return _dilate(soft, self.config.band)
+
+    def forward(self, image: torch.Tensor, coarse: torch.Tensor, factor: int) -> torch.Tensor:
+        """Differentiable: (B,3,H,W) image in [0,1], (B,1,H,W) coarse -> (B,1,H,W) alpha.
+
+        H and W must be multiples of ``factor`` (training crops are; :meth:`refine` pads).
+        """
+        band = self.band(coarse, factor)
+        a, b = self.coefficients(_down(image, factor), _down(coarse, factor), band)
+        up_a, up_b = _up(a, factor), _up(b, factor)
+        return (coarse + (up_a * image).sum(dim=1, keepdim=True) + up_b).clamp(0.0, 1.0)
+
+    @torch.inference_mode()
+    def refine(
+        self, frame: np.ndarray | torch.Tensor, coarse: torch.Tensor, *, inplace: bool = False
+    ) -> torch.Tensor:
+        """Inference on one frame: RGB uint8 (H,W,3) and coarse float (N,H,W) -> float (N,H,W).
+
+        Equal to :meth:`forward` on the frame (padded to a multiple of the factor by
+        replicating its last row and column), but only the box around the band is computed:
+        at low resolution with the margin the net's receptive field needs, at full resolution
+        the box itself. Elsewhere the coarse alpha is returned as it is. ``inplace`` writes
+        into ``coarse`` (a float32 tensor on the refiner's device) instead of a copy.
+        """
+        dev = self.device
+        n, height, width = coarse.shape
+        f = scale_factor(height, width, self.config.low_side)
+        with warnings.catch_warnings():  # decoded frames are read-only; nothing writes them
+            warnings.filterwarnings("ignore", message=".*not writable", category=UserWarning)
+            frame_t = torch.as_tensor(frame)
+        if tuple(frame_t.shape) != (height, width, 3):
+            raise ValueError(f"frame {tuple(frame_t.shape)} does not fit alpha {height}x{width}")
+        out = coarse.to(dev, torch.float32)
+        if out is coarse and not inplace:
+            out = out.clone()
+        band = self.band(out[:, None], f)
+        h, w = band.shape[-2:]
+        context = self.config.radius + 2  # box filter + two 3x3 convolutions
+        for i in range(n):
+            box = _nonzero_box(band[i, 0], 1, h, w)
+            if box is None:
+                continue
+            y0, y1, x0, x1 = box  # cells whose upsampled coefficients can be nonzero
+            cy0, cy1 = max(0, y0 - context), min(h, y1 + context)
+            cx0, cx1 = max(0, x0 - context), min(w, x1 + context)
+            win = (cy0 * f, cy1 * f, cx0 * f, cx1 * f)
+            img = _window(frame_t.permute(2, 0, 1), *win).to(dev).float().div_(255.0)
+            alpha_lr = _down(_window(out[i : i + 1], *win), f)
+            a, b = self.coefficients(_down(img, f), alpha_lr, band[i : i + 1, :, cy0:cy1, cx0:cx1])
+            coef = torch.cat([a, b], dim=1)
+            # one cell beyond the box (replicated at the frame's border, as the bilinear
+            # upsampling of the whole frame clamps there) so the box upsamples as the frame does
+            ly0, ly1, lx0, lx1 = y0 - cy0, y1 - cy0, x0 - cx0, x1 - cx0
+            coef = F.pad(coef, (1, 1, 1, 1), mode="replicate")[..., ly0 : ly1 + 2, lx0 : lx1 + 2]
+            window = _up(coef, f)[0, :, f:-f, f:-f] if f > 1 else coef[0, :, 1:-1, 1:-1]
+            # the box clipped to the frame (the padded rows and columns are not returned)
+            bh, bw = min(y1 * f, height) - y0 * f, min(x1 * f, width) - x0 * f
+            part = img[0, :, ly0 * f : ly0 * f + bh, lx0 * f : lx0 * f + bw]
+            delta = (window[:3, :bh, :bw] * part).sum(dim=0) + window[3, :bh, :bw]
+            target = out[i, y0 * f : y0 * f + bh, x0 * f : x0 * f + bw]
+            target.add_(delta).clamp_(0.0, 1.0)
+        return out
+
+
+def _nonzero_box(mask: torch.Tensor, grow: int, h: int, w: int) -> tuple[int, int, int, int] | None:
+    """Rows y0:y1 and columns x0:x1 holding every nonzero of ``mask``, grown by ``grow``."""
+    rows = torch.nonzero(mask.any(dim=1))
+    if rows.numel() == 0:
+        return None
+    cols = torch.nonzero(mask.any(dim=0))
+    y0, y1 = max(0, int(rows[0]) - grow), min(h, int(rows[-1]) + 1 + grow)
+    x0, x1 = max(0, int(cols[0]) - grow), min(w, int(cols[-1]) + 1 + grow)
+    return y0, y1, x0, x1
+
+
+def _window(x: torch.Tensor, y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
+    """Rows y0:y1, columns x0:x1 of a (C,H,W) tensor as (1,C,y1-y0,x1-x0), replicating the
+    last row and column past the frame's edge (the padding to a multiple of the factor)."""
+    height, width = x.shape[-2:]
+    part = x[:, y0 : min(y1, height), x0 : min(x1, width)][None]
+    ph, pw = y1 - min(y1, height), x1 - min(x1, width)
+    if ph or pw:
+        part = F.pad(part.float(), (0, pw, 0, ph), mode="replicate")
+    return part
+
+
+def _down(x: torch.Tensor, f: int) -> torch.Tensor:
+    """Mean of each f x f block (H and W are multiples of f)."""
+    if f == 1:
+        return x
+    b, c, h, w = x.shape
+    return x.reshape(b, c, h // f, f, w // f, f).mean(dim=(3, 5))
+
+
+def _up(x: torch.Tensor, f: int) -> torch.Tensor:
+    if f == 1:
+        return x
+    return F.interpolate(x, scale_factor=float(f), mode="bilinear", align_corners=False)
+
+
+def parameter_count(net: torch.nn.Module) -> int:
+    return sum(p.numel() for p in net.parameters())
+
+
+# -- the adapter folder ----------------------------------------------------------------------
+
+
+def _read_config(folder: Path) -> dict[str, Any] | None:
+    file = folder / ADAPTER_CONFIG
+    if not file.is_file():
+        return None
+    try:
+        data = json.loads(file.read_text())
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"cannot read {file}: {err}") from err
+    if not isinstance(data, dict):
+        raise CheckpointError(f"{file} is not a JSON object")
+    return data
+
+
+def adapter_contents(adapter_dir: str | Path) -> tuple[bool, bool]:
+    """(has a LoRA adapter, has a refiner) of an adapter folder; refuses a folder with neither."""
+    folder = Path(adapter_dir)
+    if not folder.is_dir():
+        raise CheckpointError(f"adapter folder not found: {folder}")
+    cfg = _read_config(folder)
+    if cfg is None:
+        raise CheckpointError(f"{folder} has no {ADAPTER_CONFIG}")
+    lora = cfg.get("peft_type") is not None
+    refiner = "refiner" in cfg
+    if not (lora or refiner):
+        raise CheckpointError(
+            f"{folder / ADAPTER_CONFIG} holds neither a LoRA adapter nor a refiner"
+        )
+    return lora, refiner
+
+
+def save_refiner(net: GuidedRefiner, adapter_dir: str | Path) -> Path:
+    """Write ``refiner.safetensors`` and add the ``refiner`` entry to ``adapter_config.json``
+    (created if the folder has none: a refiner-only adapter)."""
+    from safetensors.torch import save_file
+
+    folder = Path(adapter_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+    part = folder / (REFINER_WEIGHTS + ".part")
+    save_file(tensors, str(part), metadata={"format": "sam2-matting-refiner"})
+    part.replace(folder / REFINER_WEIGHTS)
+    cfg = _read_config(folder) or {}
+    cfg["refiner"] = {"version": FORMAT_VERSION, "weights": REFINER_WEIGHTS, **asdict(net.config)}
+    tmp = folder / (ADAPTER_CONFIG + ".part")
+    tmp.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    tmp.replace(folder / ADAPTER_CONFIG)
+    return folder
+
+
+def load_refiner(
+    adapter_dir: str | Path, device: str | torch.device = "cpu"
+) -> GuidedRefiner | None:
+    """The refiner saved in an adapter folder (``None`` if it has none), in eval mode."""
+    from safetensors.torch import load_file
+
+    folder = Path(adapter_dir)
+    cfg = _read_config(folder)
+    if cfg is None or "refiner" not in cfg:
+        return None
+    entry = cfg["refiner"]
+    config = RefinerConfig.from_dict(entry)
+    name = entry.get("weights", REFINER_WEIGHTS)
+    if not isinstance(name, str) or Path(name).name != name:
+        raise CheckpointError(f"refiner weights must be a file name in {folder}, got {name!r}")
+    file = folder / name
+    if not file.is_file():
+        raise CheckpointError(f"{folder / ADAPTER_CONFIG} names a refiner but {file} is missing")
+    try:
+        tensors = load_file(str(file))
+    except Exception as err:  # safetensors raises its own error types for corrupt files
+        raise CheckpointError(f"{file} is not a valid safetensors file: {err}") from err
+    net = GuidedRefiner(config)
+    expected = net.state_dict()
+    if set(tensors) != set(expected) or any(
+        tensors[k].shape != expected[k].shape for k in expected
+    ):
+        raise CheckpointError(f"{file} does not fit the refiner config in {ADAPTER_CONFIG}")
+    if not all(bool(torch.isfinite(t).all()) for t in tensors.values()):
+        raise CheckpointError(f"{file} holds non-finite weights")
+    net.load_state_dict({k: v.float() for k, v in tensors.items()})
+    return net.to(device).eval()
+
+
+def refine_frames(net: GuidedRefiner, frames: np.ndarray, coarse: np.ndarray) -> np.ndarray:
+    """A clip at once: RGB uint8 (T,H,W,3) and coarse float (T,H,W) -> float32 (T,H,W)."""
+    out = np.empty(np.shape(coarse), np.float32)
+    for t in range(len(frames)):
+        out[t] = (
+            net.refine(frames[t], torch.from_numpy(np.asarray(coarse[t], np.float32)[None]))[0]
+            .cpu()
+            .numpy()
+        )
+    return out
+
+
+# -- what a session calls --------------------------------------------------------------------
+
+
+def frame_alphas(
+    host: Any, source: Any, frame_idx: int, masks: torch.Tensor, keep_float: bool
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """SAM 2's video-resolution logits (N,1,H,W) of one frame -> uint8 alphas (N,H,W) and, with
+    ``keep_float``, the float alphas; through the host's refiner when it has one."""
+    refiner: GuidedRefiner | None = getattr(host, "refiner", None)
+    if refiner is None:
+        soft = torch.sigmoid(masks.float()[:, 0]).cpu().numpy() if keep_float else None
+        return logits_to_alpha(masks).cpu().numpy(), soft
+    coarse = torch.sigmoid(masks.float()[:, 0])
+    refined = refiner.refine(
+        source.get_frame(int(frame_idx)), coarse.to(refiner.device), inplace=True
+    )
+    alphas = (refined * 255.0).round_().to(torch.uint8).cpu().numpy()
+    return alphas, (refined.cpu().numpy() if keep_float else None)
