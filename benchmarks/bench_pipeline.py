@@ -17,6 +17,8 @@ here), interleaved, ``--rounds`` times, medians of propagate-only time per frame
   ``init_state`` loads every frame before the clock starts), with the same sigmoid and uint8
   conversion per frame.
 
+Overlap check, first: whether the second core the stand-in counts on is free at all.
+
 Memory: peak RSS of a fresh process that opens a 100- and a ``--long``-frame 720p video and
 propagates ``--frames`` frames, with and without decode ahead.
 """
@@ -98,7 +100,15 @@ def _cases(
             stock.add_new_points_or_box(st, 0, 1, points=click, labels=[1])
             return timed(converted(st))
 
+    def decode_only() -> float:
+        from sam2_matting.sam_frames import SamFrames
+
+        with ours.open(video, decode_ahead=0) as s:
+            sam_frames = SamFrames(s.source, ours.image_size, cache_size=0)
+            return timed(sam_frames.prepare(s.source.get_frame(i)) for i in range(frames))
+
     return {
+        "decode + resize only": decode_only,
         "model only": model_only,
         "ours": lambda: ours_run(4),
         "ours, decode_ahead=0": lambda: ours_run(0),
@@ -157,6 +167,66 @@ def speed(frames: int, rounds: int, tmp: Path) -> list[dict[str, float | str]]:
     return rows
 
 
+def _decode_frames(video: Path, frames: int) -> None:
+    from sam2_matting.sam_frames import SamFrames
+    from sam2_matting.video import open_video
+
+    with open_video(video) as source:
+        sam_frames = SamFrames(source, 256, cache_size=0)
+        for i in range(frames):
+            sam_frames.prepare(source.get_frame(i))
+
+
+def _torch_loop(steps: int) -> None:
+    a = torch.randn(256, 256)
+    x = a
+    for _ in range(steps):
+        x = torch.tanh(x @ a)
+
+
+def overlap(frames: int, rounds: int) -> None:
+    """Is a second core free? Decoding and a one-thread torch loop alone, then at once."""
+    import multiprocessing
+    import threading
+
+    video = VIDEOS / "01_dog.mp4"
+
+    def timed(fn: Callable[[], None]) -> float:
+        t = time.perf_counter()
+        fn()
+        return time.perf_counter() - t
+
+    def threads() -> None:
+        th = threading.Thread(target=_decode_frames, args=(video, frames))
+        th.start()
+        _torch_loop(steps)
+        th.join()
+
+    def processes() -> None:
+        proc = multiprocessing.get_context("fork").Process(
+            target=_decode_frames, args=(video, frames)
+        )
+        proc.start()
+        _torch_loop(steps)
+        proc.join()
+
+    decode_s = timed(lambda: _decode_frames(video, frames))
+    steps = 50
+    per_step = timed(lambda: _torch_loop(steps)) / steps
+    steps = max(1, int(decode_s / per_step))  # about as long as the decoding
+    rows = []
+    for _ in range(rounds):
+        a = timed(lambda: _decode_frames(video, frames))
+        b = timed(lambda: _torch_loop(steps))
+        rows.append((a, b, timed(threads), timed(processes)))
+    a, b, t, p = (statistics.median(r[i] for r in rows) for i in range(4))
+    print(f"\noverlap check: decoding {frames} 720p frames (decode + resize) and a one-thread")
+    print(f"  torch loop of about the same length, {rounds} rounds, median seconds")
+    print(f"  decode alone {a:.2f}, torch alone {b:.2f}, sum {a + b:.2f}, max {max(a, b):.2f}")
+    print(f"  together as two threads {t:.2f}, as two processes {p:.2f}")
+    print("  (together near max: a second core was free; near sum: it was not)")
+
+
 _MEMORY_CASE = """
 import json, resource, sys, torch
 torch.set_num_threads(1)
@@ -208,6 +278,7 @@ def main() -> None:
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, model on {torch.get_num_threads()} torch thread, CPU")
     print("tiny model at 256 px, RANDOM weights (speed does not depend on them)")
+    overlap(args.frames, args.rounds)
     with tempfile.TemporaryDirectory() as d:
         speed(args.frames, args.rounds, Path(d))
         if not args.skip_memory:
