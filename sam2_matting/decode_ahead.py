@@ -19,6 +19,7 @@ backward walk in forward order, so the source's frame cache holds them (one seek
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -60,6 +61,7 @@ class DecodeAhead:
         self._done = -1  # positions up to here are no longer wanted
         self._held: tuple[int, np.ndarray] | None = None
         self._stopped = False
+        self.wait_s = 0.0  # time the reader spent waiting for a frame the thread was on
         self._thread = threading.Thread(target=self._run, name="sam2-matting-decode", daemon=True)
         self._thread.start()
 
@@ -82,8 +84,11 @@ class DecodeAhead:
             self._cond.notify_all()
             if not need:
                 return None
-            while pos not in self._ready and not self._stopped and self._next <= pos:
-                self._cond.wait()
+            if pos not in self._ready and not self._stopped and self._next <= pos:
+                started = time.perf_counter()
+                while pos not in self._ready and not self._stopped and self._next <= pos:
+                    self._cond.wait()
+                self.wait_s += time.perf_counter() - started
             self._done = pos
             item = self._ready.pop(pos, None)
             if item is None:
@@ -188,6 +193,7 @@ class DecodeAheadStage:
         self.depth = max(0, int(depth))
         self.pin_memory = pin_memory
         self._ahead: DecodeAhead | None = None
+        self.wait_s = 0.0  # the last walk's DecodeAhead.wait_s
 
     def start(self, order: Sequence[int]) -> None:
         """Prepare ``order`` ahead of the reader (stopping any earlier walk)."""
@@ -203,6 +209,7 @@ class DecodeAheadStage:
         if ahead is not None:
             self.frames.supply_from(None)
             ahead.close()
+            self.wait_s = ahead.wait_s
 
     def held_rgb(self, index: int) -> np.ndarray | None:
         """The decoded RGB frame ``index`` if the running walk holds it (see DecodeAhead)."""
