@@ -131,7 +131,8 @@ class MattingPredictor:
         """Open a session on a video path, a frame folder or an open ``VideoSource``.
 
         ``options`` go to :class:`MattingSession` (``cache_size``, ``memory_window``,
-        ``offload_state_to_cpu``, ``max_objects``).
+        ``offload_state_to_cpu``, ``max_objects``, ``keep_float``, ``decode_ahead``: frames
+        decoded ahead of the model while propagating, 0 for none).
         """
         return MattingSession(self, video, **options)
 

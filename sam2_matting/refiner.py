@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from sam2_matting.errors import CheckpointError
-from sam2_matting.steps import logits_to_alpha
+from sam2_matting.propagation import to_host
 
 REFINER_WEIGHTS = "refiner.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -365,18 +365,13 @@ def refine_frames(net: GuidedRefiner, frames: np.ndarray, coarse: np.ndarray) ->
 # -- what a session calls --------------------------------------------------------------------
 
 
-def frame_alphas(
-    host: Any, source: Any, frame_idx: int, masks: torch.Tensor, keep_float: bool
+def refined_alphas(
+    refiner: GuidedRefiner, frame_rgb: np.ndarray, masks: torch.Tensor, keep_float: bool
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """SAM 2's video-resolution logits (N,1,H,W) of one frame -> uint8 alphas (N,H,W) and, with
-    ``keep_float``, the float alphas; through the host's refiner when it has one."""
-    refiner: GuidedRefiner | None = getattr(host, "refiner", None)
-    if refiner is None:
-        soft = torch.sigmoid(masks.float()[:, 0]).cpu().numpy() if keep_float else None
-        return logits_to_alpha(masks).cpu().numpy(), soft
+    """SAM 2's video-resolution logits (N,1,H,W) of one frame and its full-resolution RGB frame
+    -> refined uint8 alphas (N,H,W) and, with ``keep_float``, the refined float alphas. Runs on
+    the refiner's device; only the results cross to the host."""
     coarse = torch.sigmoid(masks.float()[:, 0])
-    refined = refiner.refine(
-        source.get_frame(int(frame_idx)), coarse.to(refiner.device), inplace=True
-    )
-    alphas = (refined * 255.0).round_().to(torch.uint8).cpu().numpy()
-    return alphas, (refined.cpu().numpy() if keep_float else None)
+    refined = refiner.refine(frame_rgb, coarse.to(refiner.device), inplace=True)
+    alphas = to_host((refined * 255.0).round_().to(torch.uint8))
+    return alphas, (to_host(refined) if keep_float else None)

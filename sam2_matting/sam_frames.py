@@ -25,6 +25,7 @@ from __future__ import annotations
 import operator
 import threading
 from collections.abc import Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -33,13 +34,19 @@ from PIL import Image
 from sam2_matting.errors import FrameIndexError, InvalidInputError
 from sam2_matting.video import FrameCache, VideoSource
 
-__all__ = ["DEFAULT_SAM_CACHE_SIZE", "IMAGENET_MEAN", "IMAGENET_STD", "SamFrames"]
+__all__ = ["DEFAULT_SAM_CACHE_SIZE", "IMAGENET_MEAN", "IMAGENET_STD", "FrameSupplier", "SamFrames"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # One 1024x1024 float32 frame is 12 MiB; SAM 2 caches backbone features itself, so a few
 # frames cover the repeated reads of an interaction.
 DEFAULT_SAM_CACHE_SIZE = 4
+
+
+class FrameSupplier(Protocol):
+    """Frames prepared elsewhere (:class:`sam2_matting.decode_ahead.DecodeAhead`)."""
+
+    def take(self, index: int, *, need: bool = True) -> torch.Tensor | None: ...
 
 
 class SamFrames:
@@ -73,6 +80,11 @@ class SamFrames:
         self._std = torch.tensor(std, dtype=torch.float32)[:, None, None]
         self._cache: FrameCache[int, torch.Tensor] = FrameCache(cache_size)
         self._lock = threading.Lock()
+        self._supplier: FrameSupplier | None = None
+
+    def supply_from(self, supplier: FrameSupplier | None) -> None:
+        """Take frames from ``supplier`` first (None: prepare every frame here again)."""
+        self._supplier = supplier
 
     @property
     def video_height(self) -> int:
@@ -97,11 +109,13 @@ class SamFrames:
             raise FrameIndexError(f"frame index must be an integer, got {index!r}") from None
         with self._lock:
             cached = self._cache.get(index)
+        supplier = self._supplier
+        supplied = None if supplier is None else supplier.take(index, need=cached is None)
         if cached is not None:
             return cached
         # The source validates the index and has its own lock; resizing runs unlocked so two
         # threads can prepare different frames at once.
-        tensor = self.prepare(self.source.get_frame(index))
+        tensor = supplied if supplied is not None else self.prepare(self.source.get_frame(index))
         with self._lock:
             self._cache.put(index, tensor)
         return tensor

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ import torch
 
 from sam2_matting import prompt_input
 from sam2_matting import sam2_internals as internals
+from sam2_matting.decode_ahead import DEFAULT_DECODE_AHEAD, DecodeAheadStage
 from sam2_matting.errors import (
     InvalidInputError,
     NotFoundError,
@@ -35,28 +35,19 @@ from sam2_matting.limits import (
     check_direction,
     check_max_frames,
 )
-from sam2_matting.refiner import frame_alphas
+from sam2_matting.propagation import (
+    FrameMattes,
+    default_start,
+    logits_to_uint8,
+    make_plan,
+    release_old_memory,
+    run_passes,
+    to_host,
+)
+from sam2_matting.refiner import refined_alphas
 from sam2_matting.sam_frames import SamFrames
-from sam2_matting.steps import CancelToken, ModelHost, iter_with_context
+from sam2_matting.steps import CancelToken, ModelHost
 from sam2_matting.video import VideoSource, open_video
-
-
-@dataclass(frozen=True)
-class FrameMattes:
-    """The mattes of every object on one frame: ``alphas[i]`` belongs to ``object_ids[i]``."""
-
-    frame_index: int
-    object_ids: tuple[int, ...]
-    alphas: np.ndarray  # uint8, (objects, H, W)
-    # float32 sigmoid of the logits, (objects, H, W): only for sessions opened with
-    # keep_float=True (evaluation protocols that score unquantised predictions)
-    soft: np.ndarray | None = None
-
-    def alpha(self, object_id: int) -> np.ndarray:
-        try:
-            return self.alphas[self.object_ids.index(object_id)]
-        except ValueError:
-            raise NotFoundError(f"object {object_id} is not on frame {self.frame_index}") from None
 
 
 class MattingSession:
@@ -72,6 +63,7 @@ class MattingSession:
         offload_state_to_cpu: bool = False,
         max_objects: int = DEFAULT_MAX_OBJECTS,
         keep_float: bool = False,
+        decode_ahead: int = DEFAULT_DECODE_AHEAD,
     ) -> None:
         self.predictor = predictor
         self.keep_float = keep_float
@@ -92,6 +84,8 @@ class MattingSession:
             )
             self.memory_window = max(needed, int(memory_window)) + 1
         frames = SamFrames(self.source, predictor.image_size, cache_size=cache_size)
+        pin = torch.device(self.model.device).type == "cuda"  # where a frame crosses
+        self._ahead = DecodeAheadStage(frames, decode_ahead, pin_memory=pin)
         with self._model_context():
             self.state: dict[str, Any] = self._init_state(frames, offload_state_to_cpu)
 
@@ -260,21 +254,8 @@ class MattingSession:
             raise NotFoundError("this session is closed")
         direction = check_direction(direction)
         max_frames = check_max_frames(max_frames)
-        prompted = sorted({f for fs in self.prompted_frames().values() for f in fs})
-        if not prompted:
-            raise InvalidInputError("add a point, box or mask before propagating")
-        bare = internals.objects_without_prompts(self.state)
-        if bare:
-            names = ", ".join(map(str, bare))
-            raise InvalidInputError(
-                f"object {names} has no point, box or mask left: prompt it or remove it "
-                "before propagating"
-            )
-        if start_frame is None:
-            # As SAM 2: from a frame the objects are conditioned on (a correction click on a
-            # tracked frame is not one; starting there would track over the correction).
-            cond = sorted(internals.conditioning_frames(self.state)) or prompted
-            start_frame = cond[-1] if direction == "backward" else cond[0]
+        first = default_start(self.state, direction)  # checks the objects can propagate
+        start_frame = first if start_frame is None else start_frame
         self._check_frame(start_frame)
         token = cancel or self._cancel
         return self._propagate(start_frame, direction, max_frames, token)
@@ -289,59 +270,38 @@ class MattingSession:
         with self._lock:
             self._check_idle()
             self._propagating = True
+            plan = make_plan(start, direction, max_frames, self.frame_count)
+            self._ahead.start(plan.order)
         if token is self._cancel:
             token.reset()
         try:
-            passes = {"forward": [False], "backward": [True], "both": [False, True]}[direction]
-            # SAM 2 counts max_frame_num_to_track from the start frame, inclusive.
-            limit = None if max_frames is None else max_frames - 1
-            for reverse in passes:
-                pass_limit = limit
-                if reverse and start == 0:
-                    if direction == "both":
-                        continue  # the forward pass covered frame 0
-                    # SAM 2 skips a reverse pass from frame 0; the start frame is still due.
-                    reverse, pass_limit = False, 0
-                gen = self.model.propagate_in_video(
-                    self.state,
-                    start_frame_idx=start,
-                    max_frame_num_to_track=pass_limit,
-                    reverse=reverse,
-                )
-                try:
-                    for frame_idx, obj_ids, masks in iter_with_context(
-                        gen, self._step_context, token
-                    ):
-                        with self._lock:
-                            if self._closed:
-                                return  # closed between two frames: the state is gone
-                            if self.memory_window is not None:
-                                self._release_old_memory(frame_idx, reverse, self.memory_window)
-                        if reverse and direction == "both" and frame_idx == start:
-                            continue  # already yielded by the forward pass
-                        yield self._result(frame_idx, obj_ids, masks)
-                except _SessionClosed:
-                    return
-                if token.cancelled:
-                    return
+            steps = run_passes(
+                self.model, self.state, plan, self._step_context, token, on_step=self._on_step
+            )
+            try:
+                for frame_idx, obj_ids, masks in steps:
+                    yield self._result(frame_idx, obj_ids, masks)
+            except _SessionClosed:
+                return
         finally:
+            self._ahead.stop()
             self._propagating = False
 
-    def _release_old_memory(self, frame_idx: int, reverse: bool, window: int) -> None:
-        """Drop tracked outputs this pass will not read again (``memory_window`` mode only).
+    def _on_step(self, frame_idx: int, reverse: bool) -> bool:
+        """After each model step: False once the session is closed (its state is gone)."""
+        with self._lock:
+            if self._closed:
+                return False
+            if self.memory_window is not None:
+                prompted = [f for fs in self.prompted_frames().values() for f in fs]
+                release_old_memory(self.state, frame_idx, reverse, self.memory_window, prompted)
+            return True
 
-        Frames near a prompted frame are kept: a later pass in the other direction reads them.
-        """
-        prompted = [f for fs in self.prompted_frames().values() for f in fs]
-        for store in internals.non_cond_outputs(self.state):
-            stale = [
-                t
-                for t in store
-                if (t > frame_idx + window if reverse else t < frame_idx - window)
-                and all(abs(t - p) > window for p in prompted)
-            ]
-            for t in stale:
-                del store[t]
+    def frame_rgb(self, index: int) -> np.ndarray:
+        """The decoded RGB frame ``index``: during propagation the one the decode-ahead stage
+        holds for the frame being produced (no second decode), else from the source."""
+        held = self._ahead.held_rgb(index)
+        return held if held is not None else self.frame(index)
 
     # -- helpers ---------------------------------------------------------------------------
     def _init_state(self, frames: SamFrames, offload_state_to_cpu: bool) -> dict[str, Any]:
@@ -372,7 +332,16 @@ class MattingSession:
             return self._result(*call())
 
     def _result(self, frame_idx: int, obj_ids: Sequence[int], masks: torch.Tensor) -> FrameMattes:
-        alphas, soft = frame_alphas(self.predictor, self.source, frame_idx, masks, self.keep_float)
+        """A frame's mattes from SAM 2's video-size logits (on the model's device): sigmoid and
+        quantisation run there, only uint8 crosses to the host. With the predictor's refiner,
+        the full-resolution frame (``self.frame_rgb``, decoded once) refines them first."""
+        refiner = getattr(self.predictor, "refiner", None)
+        if refiner is not None:
+            rgb = self.frame_rgb(frame_idx)
+            alphas, soft = refined_alphas(refiner, rgb, masks, self.keep_float)
+        else:
+            alphas = to_host(logits_to_uint8(masks))
+            soft = to_host(torch.sigmoid(masks.float()[:, 0])) if self.keep_float else None
         return FrameMattes(int(frame_idx), tuple(int(i) for i in obj_ids), alphas, soft)
 
     @contextlib.contextmanager
@@ -418,6 +387,7 @@ class MattingSession:
     def close(self) -> None:
         """Stop any propagation and release the frames and tracking state."""
         self.cancel()
+        self._ahead.stop()
         with self._lock:
             self._closed = True
             self.state.clear()
