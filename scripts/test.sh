@@ -18,6 +18,9 @@ if compgen -G "tests/js/*.test.mjs" >/dev/null; then
     node --test tests/js/
 fi
 echo "== pytest"
+# One compute thread in the tests and every process they start: the same mattes in each (the
+# thread count changes the order of float sums), and a busy 2-core machine not oversubscribed.
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
 set +e
 "$VENV/bin/python" -m pytest "$@"
 rc=$?
