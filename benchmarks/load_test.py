@@ -150,6 +150,9 @@ class Client:
             "start_frame_index": start,
             "direction": "forward",
             "max_frames": self.args.frames,
+            # Both, asked for: a browser's multipart request without "fields" gets masks only
+            # (the stock frontend's), and the checks below compare the alpha with `mattes`.
+            "fields": ["mask", "alpha"],
         }
         started = time.perf_counter()
         first: float | None = None

@@ -322,7 +322,10 @@ def test_path_traversal_in_every_video_name(server: Server, tmp_path: Path) -> N
         assert b"root:" not in r.content
     after = files_under(server.data)
     new = [p for p in after if p not in before]
-    assert all(p.parent.name in ("uploads", "posters") for p in new), new
+    # The stored video, its poster and its source record (the sent bytes' sha256), each named
+    # by the content hash; nothing anywhere else.
+    assert all(p.parent.name in ("uploads", "posters", "sources") for p in new), new
+    assert all(re.fullmatch(r"[0-9a-f]{64}", p.name) for p in new if p.parent.name == "sources")
     assert not (Path("/tmp") / "evil.mp4").exists()
     server.gql(CLOSE, {"input": {"sessionId": sid}})
 

@@ -48,6 +48,7 @@ FRAGMENT = """fragment F on RLEMaskListOnFrame { frameIndex
 # Mutations that leave prompts alone (a new mutation must be added to one of the two lists).
 OTHER_MUTATIONS = {
     "uploadVideo",
+    "uploadVideoAsync",
     "startSession",
     "closeSession",
     "cancelPropagateInVideo",
