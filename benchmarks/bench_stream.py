@@ -41,7 +41,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from bench_model import _clip  # noqa: E402
-from gpu_check_http import ORIGIN, close_session, launch, open_session, stop  # noqa: E402
+from gpu_check_http import (  # noqa: E402
+    ORIGIN,
+    close_session,
+    launch,
+    ndjson_lines,
+    open_session,
+    stop,
+)
 
 SIZES = {"720p": (1280, 720), "1080p": (1920, 1080)}
 
@@ -93,18 +100,11 @@ def read_stream(url: str, body: dict[str, Any]) -> list[float]:
         f"{url}/propagate_in_video", json=body, headers=headers, stream=True, timeout=(10, 600)
     ) as r:
         r.raise_for_status()
-        buf = bytearray()
-        for chunk in r.iter_content(chunk_size=1 << 20):
-            scan = len(buf)
-            buf += chunk
-            while (nl := buf.find(b"\n", scan)) >= 0:
-                line = bytes(buf[:nl])
-                del buf[: nl + 1]
-                scan = 0
-                if line.startswith(b'{"type": "frame"'):
-                    stamps.append(time.perf_counter())
-                elif line.strip():
-                    end = json.loads(line)
+        for line in ndjson_lines(r.iter_content(chunk_size=1 << 20)):
+            if line.startswith(b'{"type": "frame"'):
+                stamps.append(time.perf_counter())
+            elif line.strip():
+                end = json.loads(line)
     if end is None or end.get("type") != "end" or end.get("cancelled"):
         raise RuntimeError(f"the stream did not end complete: {str(end)[:200]}")
     return stamps

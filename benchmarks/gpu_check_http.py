@@ -27,6 +27,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,19 @@ class Service:
             return self.log_path.read_text(errors="replace")[-chars:]
         except OSError:
             return ""
+
+
+def ndjson_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The lines of an NDJSON body arriving in ``chunks`` (without their newlines), each as soon
+    as its newline has arrived."""
+    buf = bytearray()
+    for chunk in chunks:
+        scan = len(buf)
+        buf += chunk
+        while (nl := buf.find(b"\n", scan)) >= 0:
+            yield bytes(buf[:nl])
+            del buf[: nl + 1]
+            scan = 0
 
 
 def _free_port() -> int:
@@ -189,19 +203,12 @@ def stream(service: Service, sid: str, frames: int) -> list[float]:
     ) as r:
         if r.status_code != 200:
             raise ServiceError(f"HTTP {r.status_code}", r.text[:200])
-        buf = bytearray()
-        for chunk in r.iter_content(chunk_size=1 << 20):
-            scan = len(buf)
-            buf += chunk
-            while (nl := buf.find(b"\n", scan)) >= 0:
-                line = bytes(buf[:nl])
-                del buf[: nl + 1]
-                scan = 0
-                # A frame line is large (a matte and a mask); only its head is looked at.
-                if line.startswith(b'{"type": "frame"'):
-                    stamps.append(time.perf_counter())
-                elif line.strip():
-                    end = json.loads(line)
+        for line in ndjson_lines(r.iter_content(chunk_size=1 << 20)):
+            # A frame line is large (a matte and a mask); only its head is looked at.
+            if line.startswith(b'{"type": "frame"'):
+                stamps.append(time.perf_counter())
+            elif line.strip():
+                end = json.loads(line)
     if end is None or end.get("type") != "end" or end.get("cancelled"):
         raise ServiceError("STREAM", f"the stream did not end complete: {str(end)[:200]}")
     if len(stamps) != frames:

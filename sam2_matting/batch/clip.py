@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from sam2_matting.batch.manifest import ClipJob
-from sam2_matting.batch.report import ClipResult, one_line
+from sam2_matting.batch.report import ClipResult, Reporter, one_line
 from sam2_matting.errors import MattingError
 
 RECORD_FORMAT = "sam2-matting-batch-record"
@@ -229,3 +229,20 @@ def plan(
         else:
             todo.append((job, key))
     return todo, skipped
+
+
+def plan_and_report(
+    jobs: list[ClipJob],
+    model: dict[str, Any],
+    reporter: Reporter,
+    *,
+    force: bool = False,
+    verify: bool = False,
+) -> list[tuple[ClipJob, str | None]]:
+    """:func:`plan`, with the skipped clips reported and the number to render announced: the
+    start of every runner. Returns the clips to render."""
+    todo, skipped = plan(jobs, model, force=force, verify=verify)
+    for result in skipped:
+        reporter.add(result)
+    reporter.expect(len(todo))
+    return todo

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sam2_matting.batch.clip import plan, render_clip
+from sam2_matting.batch.clip import plan_and_report, render_clip
 from sam2_matting.batch.manifest import ClipJob
 from sam2_matting.batch.report import Reporter
 
@@ -23,10 +23,7 @@ def run_local(
     """Render every clip of ``jobs`` not complete yet (all of them with ``force``), reporting
     each result to ``reporter``. ``predictor_kwargs``: those of ``build_matting_predictor``,
     whose checkpoint ``model`` identifies. A failing clip is reported and the next one runs."""
-    todo, skipped = plan(jobs, model, force=force, verify=verify)
-    for result in skipped:
-        reporter.add(result)
-    reporter.expect(len(todo))
+    todo = plan_and_report(jobs, model, reporter, force=force, verify=verify)
     if not todo:
         return
     from sam2_matting.predictor import build_matting_predictor

@@ -25,7 +25,7 @@ import socket
 from collections import deque
 from typing import Any
 
-from sam2_matting.batch.clip import plan, render_clip
+from sam2_matting.batch.clip import plan_and_report, render_clip
 from sam2_matting.batch.manifest import ClipJob
 from sam2_matting.batch.report import ClipResult, Reporter, one_line
 from sam2_matting.errors import InvalidInputError
@@ -101,10 +101,7 @@ def run_ray(
 ) -> None:
     """Render the clips of ``jobs`` not complete yet on Ray (see the module)."""
     ray = import_ray()
-    todo, skipped = plan(jobs, model, force=force, verify=verify)
-    for result in skipped:
-        reporter.add(result)
-    reporter.expect(len(todo))
+    todo = plan_and_report(jobs, model, reporter, force=force, verify=verify)
     if not todo:
         return
     started = _connect(ray, address, workers, cpus_per_worker)
