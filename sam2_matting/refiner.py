@@ -29,6 +29,7 @@ the refiner (then base SAM 2 runs with the refiner): see :func:`adapter_contents
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import warnings
@@ -58,6 +59,7 @@ class RefinerConfig:
     radius: int = 2  # guided-filter window radius, in low-resolution cells
     band: int = 3  # cells around uncertain coarse values where the refiner may change alpha
     feature_scale: float = 10.0  # covariance and variance are small numbers: scale them up
+    gain: int = 1  # 1: a fifth coefficient G scales the coarse alpha (sharpens its ramp); 0: no
 
     def validate(self) -> RefinerConfig:
         if not (16 <= self.low_side <= 4096 and 1 <= self.hidden <= 256):
@@ -66,7 +68,14 @@ class RefinerConfig:
             raise CheckpointError("refiner config: radius must be 0..16 and band 0..64")
         if not (math.isfinite(self.feature_scale) and self.feature_scale > 0):
             raise CheckpointError("refiner config: feature_scale must be a positive number")
+        if self.gain not in (0, 1):
+            raise CheckpointError("refiner config: gain must be 0 or 1")
         return self
+
+    @property
+    def channels(self) -> int:
+        """Coefficients per cell: A (3), B and, with ``gain``, G."""
+        return 5 if self.gain else 4
 
     @classmethod
     def from_dict(cls, data: Any) -> RefinerConfig:
@@ -86,6 +95,7 @@ class RefinerConfig:
                 if not ok or (name != "feature_scale" and not isinstance(v, int)):
                     raise CheckpointError(f"refiner config: {name} must be a number, got {v!r}")
                 values[name] = v
+        values.setdefault("gain", 0)  # written before the gain term existed
         return cls(**values).validate()
 
 
@@ -95,21 +105,47 @@ def scale_factor(height: int, width: int, low_side: int) -> int:
 
 
 def _box(x: torch.Tensor, r: int) -> torch.Tensor:
-    """Mean over the (2r+1)^2 window, over the cells inside the frame (separable)."""
+    """Mean over the (2r+1)^2 window, over the cells inside the frame (separable sums of
+    shifted copies: several times faster on a CPU than average pooling with these shapes)."""
     if r == 0:
         return x
-    k = 2 * r + 1
-    x = F.avg_pool2d(x, (1, k), stride=1, padding=(0, r), count_include_pad=False)
-    return F.avg_pool2d(x, (k, 1), stride=1, padding=(r, 0), count_include_pad=False)
+    return _window_mean(_window_mean(x, r, -1), r, -2)
+
+
+def _window_mean(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
+    n = x.shape[dim]
+    pad = (r, r) if dim == -1 else (0, 0, r, r)
+    p = F.pad(x, pad)
+    acc = p.narrow(dim, 0, n)
+    for k in range(1, 2 * r + 1):
+        acc = acc + p.narrow(dim, k, n)
+    count = _counts(n, r, x.device, x.dtype)
+    return acc * (count if dim == -1 else count[:, None])
+
+
+@functools.lru_cache(maxsize=64)
+def _counts(n: int, r: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """1 / the number of the 2r+1 window's cells inside 0..n-1, for each position."""
+    i = torch.arange(n)
+    count = (i + r).clamp(max=n - 1) - (i - r).clamp(min=0) + 1
+    return (1.0 / count.double()).to(device, dtype)
 
 
 def _dilate(x: torch.Tensor, r: int) -> torch.Tensor:
-    """Max over the (2r+1)^2 window (separable)."""
+    """Max over the (2r+1)^2 window (separable; shifted copies, as :func:`_box`)."""
     if r == 0:
         return x
-    k = 2 * r + 1
-    x = F.max_pool2d(x, (1, k), stride=1, padding=(0, r))
-    return F.max_pool2d(x, (k, 1), stride=1, padding=(r, 0))
+    return _window_max(_window_max(x, r, -1), r, -2)
+
+
+def _window_max(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
+    n = x.shape[dim]
+    pad = (r, r) if dim == -1 else (0, 0, r, r)
+    p = F.pad(x, pad)  # zeros: the inputs are masks of 0 and 1
+    acc = p.narrow(dim, 0, n)
+    for k in range(1, 2 * r + 1):
+        acc = torch.maximum(acc, p.narrow(dim, k, n))
+    return acc
 
 
 class GuidedRefiner(torch.nn.Module):
@@ -124,7 +160,7 @@ class GuidedRefiner(torch.nn.Module):
             torch.nn.ReLU(),
             torch.nn.Conv2d(h, h, 3, padding=1, padding_mode="replicate"),
             torch.nn.ReLU(),
-            torch.nn.Conv2d(h, 4, 1),
+            torch.nn.Conv2d(h, self.config.channels, 1),
         )
         last = self.net[-1]
         assert isinstance(last, torch.nn.Conv2d) and last.bias is not None
@@ -137,28 +173,39 @@ class GuidedRefiner(torch.nn.Module):
 
     def coefficients(
         self, image_lr: torch.Tensor, coarse_lr: torch.Tensor, band: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    ) -> torch.Tensor:
         """(B,3,h,w) image and (B,1,h,w) coarse alpha at low res and the (B,1,h,w) band ->
-        A (B,3,h,w), B (B,1,h,w)."""
+        the coefficients (B,C,h,w): A (3 channels), B and, with ``gain``, G, zero outside the
+        band. At full resolution ``alpha = (1 + G) * coarse + A . image + B``."""
         r, s = self.config.radius, self.config.feature_scale
-        mean_x, mean_y = _box(image_lr, r), _box(coarse_lr, r)
-        cov = _box(image_lr * coarse_lr, r) - mean_x * mean_y
-        var = _box(image_lr * image_lr, r) - mean_x * mean_x
+        x, y = image_lr, coarse_lr
+        means = _box(torch.cat([x, y, x * y, x * x], dim=1), r)  # one pass for the four
+        mean_x, mean_y, mean_xy, mean_xx = means[:, :3], means[:, 3:4], means[:, 4:7], means[:, 7:]
+        cov = mean_xy - mean_x * mean_y
+        var = mean_xx - mean_x * mean_x
         feats = torch.cat([cov * s, var * s, coarse_lr, mean_y], dim=1)
         out = self.net(feats)
         a, d = out[:, :3], out[:, 3:4]
-        b = d - (a * mean_x).sum(dim=1, keepdim=True)
-        return a * band, b * band
+        b = d - (a * mean_x).sum(dim=1, keepdim=True)  # centred: A and G act on deviations
+        if self.config.gain:
+            g = out[:, 4:5]
+            return torch.cat([a, b - g * mean_y, g], dim=1) * band
+        return torch.cat([a, b], dim=1) * band
 
     def band(self, coarse: torch.Tensor, factor: int) -> torch.Tensor:
         """(B,1,H,W) full-resolution coarse alpha -> (B,1,h,w): 1 on the cells within
         ``band`` cells of a cell whose sample (the pixel ``factor // 2`` into it, clamped to
         the frame) is uncertain, else 0."""
         height, width = coarse.shape[-2:]
-        rows = (torch.arange(-(-height // factor)) * factor + factor // 2).clamp_(max=height - 1)
-        cols = (torch.arange(-(-width // factor)) * factor + factor // 2).clamp_(max=width - 1)
-        sample = coarse.index_select(-2, rows.to(coarse.device))
-        sample = sample.index_select(-1, cols.to(coarse.device))
+        f, c = factor, factor // 2
+        sample = coarse[..., c::f, c::f]  # a view; a cut last cell samples the last pixel
+        if sample.shape[-2] < -(-height // f):
+            sample = torch.cat([sample, coarse[..., height - 1 :, c::f]], dim=-2)
+        if sample.shape[-1] < -(-width // f):
+            last = coarse[..., c::f, width - 1 :]
+            if last.shape[-2] < sample.shape[-2]:
+                last = torch.cat([last, coarse[..., height - 1 :, width - 1 :]], dim=-2)
+            sample = torch.cat([sample, last], dim=-1)
         soft = ((sample > 0.5 / 255) & (sample < 1 - 0.5 / 255)).to(torch.float32)
         return _dilate(soft, self.config.band)
 
@@ -168,9 +215,11 @@ class GuidedRefiner(torch.nn.Module):
         H and W must be multiples of ``factor`` (training crops are; :meth:`refine` pads).
         """
         band = self.band(coarse, factor)
-        a, b = self.coefficients(_down(image, factor), _down(coarse, factor), band)
-        up_a, up_b = _up(a, factor), _up(b, factor)
-        return (coarse + (up_a * image).sum(dim=1, keepdim=True) + up_b).clamp(0.0, 1.0)
+        up = _up(self.coefficients(_down(image, factor), _down(coarse, factor), band), factor)
+        alpha = coarse + (up[:, :3] * image).sum(dim=1, keepdim=True) + up[:, 3:4]
+        if self.config.gain:
+            alpha = alpha + up[:, 4:5] * coarse
+        return alpha.clamp(0.0, 1.0)
 
     @torch.inference_mode()
     def refine(
@@ -179,10 +228,12 @@ class GuidedRefiner(torch.nn.Module):
         """Inference on one frame: RGB uint8 (H,W,3) and coarse float (N,H,W) -> float (N,H,W).
 
         Equal to :meth:`forward` on the frame (padded to a multiple of the factor by
-        replicating its last row and column), but only the box around the band is computed:
-        at low resolution with the margin the net's receptive field needs, at full resolution
-        the box itself. Elsewhere the coarse alpha is returned as it is. ``inplace`` writes
-        into ``coarse`` (a float32 tensor on the refiner's device) instead of a copy.
+        replicating its last row and column), but only where the result can differ from the
+        coarse alpha: the low-resolution net runs on the box around the band (with the margin
+        its receptive field needs), and the full-resolution linear model only on the cells of
+        the band and the cells next to them (bilinear upsampling reaches one cell out).
+        Elsewhere the coarse alpha is returned as it is. ``inplace`` writes into ``coarse``
+        (a float32 tensor on the refiner's device) instead of a copy.
         """
         dev = self.device
         n, height, width = coarse.shape
@@ -192,36 +243,147 @@ class GuidedRefiner(torch.nn.Module):
             frame_t = torch.as_tensor(frame)
         if tuple(frame_t.shape) != (height, width, 3):
             raise ValueError(f"frame {tuple(frame_t.shape)} does not fit alpha {height}x{width}")
+        if frame_t.dtype != torch.uint8:
+            raise ValueError(f"frame must be uint8 RGB, got {frame_t.dtype}")
+        frame_t = frame_t.to(dev).contiguous()
         out = coarse.to(dev, torch.float32)
         if out is coarse and not inplace:
             out = out.clone()
         band = self.band(out[:, None], f)
+        cells = _dilate(band, 1)  # cells whose upsampled coefficients can be nonzero
         h, w = band.shape[-2:]
         context = self.config.radius + 2  # box filter + two 3x3 convolutions
         for i in range(n):
-            box = _nonzero_box(band[i, 0], 1, h, w)
+            box = _nonzero_box(band[i, 0], 0, h, w)
             if box is None:
                 continue
-            y0, y1, x0, x1 = box  # cells whose upsampled coefficients can be nonzero
+            y0, y1, x0, x1 = box
             cy0, cy1 = max(0, y0 - context), min(h, y1 + context)
             cx0, cx1 = max(0, x0 - context), min(w, x1 + context)
             win = (cy0 * f, cy1 * f, cx0 * f, cx1 * f)
-            img = _window(frame_t.permute(2, 0, 1), *win).to(dev).float().div_(255.0)
+            image_lr = _down_frame(frame_t, *win, f)
             alpha_lr = _down(_window(out[i : i + 1], *win), f)
-            a, b = self.coefficients(_down(img, f), alpha_lr, band[i : i + 1, :, cy0:cy1, cx0:cx1])
-            coef = torch.cat([a, b], dim=1)
-            # one cell beyond the box (replicated at the frame's border, as the bilinear
-            # upsampling of the whole frame clamps there) so the box upsamples as the frame does
-            ly0, ly1, lx0, lx1 = y0 - cy0, y1 - cy0, x0 - cx0, x1 - cx0
-            coef = F.pad(coef, (1, 1, 1, 1), mode="replicate")[..., ly0 : ly1 + 2, lx0 : lx1 + 2]
-            window = _up(coef, f)[0, :, f:-f, f:-f] if f > 1 else coef[0, :, 1:-1, 1:-1]
-            # the box clipped to the frame (the padded rows and columns are not returned)
-            bh, bw = min(y1 * f, height) - y0 * f, min(x1 * f, width) - x0 * f
-            part = img[0, :, ly0 * f : ly0 * f + bh, lx0 * f : lx0 * f + bw]
-            delta = (window[:3, :bh, :bw] * part).sum(dim=0) + window[3, :bh, :bw]
-            target = out[i, y0 * f : y0 * f + bh, x0 * f : x0 * f + bw]
-            target.add_(delta).clamp_(0.0, 1.0)
+            coef = self.coefficients(image_lr, alpha_lr, band[i : i + 1, :, cy0:cy1, cx0:cx1])
+            grid = torch.zeros((self.config.channels, h, w), device=dev)
+            grid[:, cy0:cy1, cx0:cx1] = coef[0]
+            grid[:3, cy0:cy1, cx0:cx1] *= 1.0 / 255.0  # A acts on 8-bit values here
+            ys, xs = torch.nonzero(cells[i, 0], as_tuple=True)
+            _apply_cells(out[i], frame_t, grid, ys, xs, f)
         return out
+
+
+@functools.lru_cache(maxsize=16)
+def _upsampling(f: int) -> torch.Tensor:
+    """(9, f*f): the weights of a cell's 3x3 neighbourhood (row-major) for each of its f*f
+    pixels under bilinear upsampling by ``f`` (align_corners=False), as F.interpolate."""
+    offset = (torch.arange(f, dtype=torch.float64) + 0.5) / f - 0.5  # in cells, in (-0.5, 0.5)
+    before = offset < 0
+    w = torch.stack(
+        [
+            torch.where(before, -offset, 0.0),
+            torch.where(before, 1.0 + offset, 1.0 - offset),
+            torch.where(before, 0.0, offset),
+        ]
+    )  # (3, f): weight of the previous, own and next cell along one axis
+    return (w[:, None, :, None] * w[None, :, None, :]).reshape(9, f * f).float()
+
+
+def _cell_view(x: torch.Tensor, f: int) -> torch.Tensor:
+    """(H,W,...) -> a (H//f, f, W//f, f, ...) view of the whole cells (no copy)."""
+    hf, wf = x.shape[0] // f, x.shape[1] // f
+    s0, s1 = x.stride(0), x.stride(1)
+    rest, rest_strides = tuple(x.shape[2:]), tuple(x.stride()[2:])
+    return x.as_strided((hf, f, wf, f, *rest), (f * s0, s0, f * s1, s1, *rest_strides))
+
+
+def _gather(x: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, f: int) -> torch.Tensor:
+    """The (f, f, ...) blocks of the whole cells (ys, xs) of x (H,W,...) -> (N, f, f, ...)."""
+    view = _cell_view(x, f)
+    if x.device.type == "cpu":  # NumPy's fancy indexing is several times faster here
+        return torch.from_numpy(view.numpy()[ys.numpy(), :, xs.numpy()])
+    return view[ys, :, xs]
+
+
+def _scatter(x: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, f: int, v: torch.Tensor) -> None:
+    view = _cell_view(x, f)
+    if x.device.type == "cpu":
+        view.numpy()[ys.numpy(), :, xs.numpy()] = v.numpy()
+    else:
+        view[ys, :, xs] = v
+
+
+def _apply_cells(
+    target: torch.Tensor,
+    frame: torch.Tensor,
+    grid: torch.Tensor,
+    ys: torch.Tensor,
+    xs: torch.Tensor,
+    f: int,
+) -> None:
+    """target (H,W) += the linear model with the coefficients ``grid`` (4,h,w) upsampled, on
+    the cells (ys, xs); clamped to [0, 1]. Cells cut by the frame's edge are computed as on
+    the padded frame (replicated last row and column) and only their pixels in the frame kept."""
+    height, width = target.shape
+    c, w = grid.shape[0], grid.shape[2]
+    padded = F.pad(grid[None], (1, 1, 1, 1), mode="replicate")[0].reshape(c, -1)
+    # each cell's 3x3 neighbourhood in the padded grid, by flat index (one gather)
+    offsets = torch.tensor([dy * (w + 2) + dx for dy in range(3) for dx in range(3)])
+    at = ((ys * (w + 2) + xs)[:, None] + offsets.to(ys.device)).reshape(-1)
+    hood = padded.index_select(1, at).reshape(c * len(ys), 9)
+    up = (hood @ _upsampling(f).to(grid.device)).reshape(c, -1, f, f)
+    whole = (ys < height // f) & (xs < width // f)
+    if bool(whole.all()):
+        _apply_whole(target, frame, up, ys, xs, f)
+        return
+    _apply_whole(target, frame, up[:, whole], ys[whole], xs[whole], f)
+    edge = ~whole
+    ry = (ys[edge, None] * f + torch.arange(f, device=ys.device))[:, :, None]  # (M, f, 1)
+    rx = (xs[edge, None] * f + torch.arange(f, device=xs.device))[:, None, :]  # (M, 1, f)
+    inside = (ry < height) & (rx < width)
+    ry, rx = ry.clamp(max=height - 1).expand_as(inside), rx.clamp(max=width - 1).expand_as(inside)
+    pix = frame[ry, rx].float()
+    e = up[:, edge]
+    co = target[ry, rx]
+    val = co + e[3] + (e[:3] * pix.permute(3, 0, 1, 2)).sum(dim=0)
+    if len(e) > 4:
+        val += e[4] * co
+    target[ry[inside], rx[inside]] = val.clamp_(0.0, 1.0)[inside]
+
+
+def _apply_whole(
+    target: torch.Tensor,
+    frame: torch.Tensor,
+    up: torch.Tensor,
+    ys: torch.Tensor,
+    xs: torch.Tensor,
+    f: int,
+) -> None:
+    if ys.numel() == 0:
+        return
+    pix = _gather(frame, ys, xs, f).permute(3, 0, 1, 2).contiguous().float()  # (3, N, f, f)
+    co = _gather(target, ys, xs, f)
+    val = co + up[3] if len(up) == 4 else torch.addcmul(co + up[3], up[4], co)
+    for c in range(3):
+        val.addcmul_(up[c], pix[c])
+    _scatter(target, ys, xs, f, val.clamp_(0.0, 1.0))
+
+
+def _down_frame(frame: torch.Tensor, y0: int, y1: int, x0: int, x1: int, f: int) -> torch.Tensor:
+    """Rows y0:y1, columns x0:x1 of an RGB uint8 (H,W,3) frame (multiples of ``f``; past the
+    frame's edge its last row and column repeat) -> the mean of each f x f block, (1,3,h,w) in
+    [0, 1], as :func:`_down` of the frame in [0, 1] (summed in integers: exact)."""
+    height, width = frame.shape[:2]
+    part = frame[y0 : min(y1, height), x0 : min(x1, width)]
+    if y1 > height or x1 > width:
+        ry = torch.arange(y0, y1, device=frame.device).clamp_(max=height - 1)
+        rx = torch.arange(x0, x1, device=frame.device).clamp_(max=width - 1)
+        part = frame[ry[:, None], rx[None, :]]
+    h, w = (y1 - y0) // f, (x1 - x0) // f
+    # rows first, then columns; 16-bit partial sums where f rows of 255 fit (much faster)
+    kind = torch.int16 if 255 * f <= torch.iinfo(torch.int16).max else torch.int32
+    rows = part.reshape(h, f, (x1 - x0) * 3).to(kind).sum(dim=1, dtype=kind)
+    sums = rows.reshape(h, w, f, 3).sum(dim=2, dtype=torch.int32)
+    return sums.permute(2, 0, 1)[None].float().mul_(1.0 / (255.0 * f * f))
 
 
 def _nonzero_box(mask: torch.Tensor, grow: int, h: int, w: int) -> tuple[int, int, int, int] | None:
@@ -247,11 +409,12 @@ def _window(x: torch.Tensor, y0: int, y1: int, x0: int, x1: int) -> torch.Tensor
 
 
 def _down(x: torch.Tensor, f: int) -> torch.Tensor:
-    """Mean of each f x f block (H and W are multiples of f)."""
+    """Mean of each f x f block (H and W are multiples of f): rows first, then columns."""
     if f == 1:
         return x
     b, c, h, w = x.shape
-    return x.reshape(b, c, h // f, f, w // f, f).mean(dim=(3, 5))
+    rows = x.reshape(b, c, h // f, f, w).sum(dim=3)
+    return rows.reshape(b, c, h // f, w // f, f).sum(dim=4) * (1.0 / (f * f))
 
 
 def _up(x: torch.Tensor, f: int) -> torch.Tensor:

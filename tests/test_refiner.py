@@ -64,13 +64,20 @@ def test_shapes_dtypes_and_size() -> None:
     assert scale_factor(1080, 1920, 512) == 4 and scale_factor(720, 1280, 512) == 2
 
 
-@pytest.mark.parametrize("size", [(64, 96), (62, 95), (30, 40)])
-def test_refine_equals_the_whole_frame_forward(size: tuple[int, int]) -> None:
-    """The box-restricted inference is the differentiable forward on the padded frame."""
+@pytest.mark.parametrize("gain", [0, 1])
+@pytest.mark.parametrize(
+    ("size", "low_side"), [((64, 96), 24), ((62, 95), 24), ((30, 40), 24), ((61, 107), 16)]
+)
+def test_refine_equals_the_whole_frame_forward(
+    size: tuple[int, int], low_side: int, gain: int
+) -> None:
+    """The cell-restricted inference is the differentiable forward on the padded frame, for
+    frames that are and are not a whole number of cells, with and without the gain term."""
     h, w = size
-    net = _random_refiner(low_side=24)
+    net = _random_refiner(low_side=low_side, gain=gain)
     frame, _, coarse = _scene(h, w)
-    f = scale_factor(h, w, 24)
+    coarse[: h // 3, : w // 4] = 0.3  # a second soft region, touching the frame's corner
+    f = scale_factor(h, w, low_side)
     img = torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255
     c = torch.from_numpy(coarse)[None, None]
     pad = (0, -w % f, 0, -h % f)
@@ -79,6 +86,8 @@ def test_refine_equals_the_whole_frame_forward(size: tuple[int, int]) -> None:
     out = net.refine(frame, c[0])
     assert torch.allclose(out[0], whole[0, 0, :h, :w], atol=1e-6)
     assert not torch.equal(out[0], c[0, 0])  # it did change something
+    # the part past the frame's edge was computed (as padding) but nothing outside was written
+    assert out.shape == (1, h, w)
 
 
 def test_zero_initialised_refiner_is_the_identity() -> None:

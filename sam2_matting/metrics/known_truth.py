@@ -240,8 +240,10 @@ def truth_clips(
     seed: int = 0,
     count: int | None = None,
     sources: Sequence[str | Path] | None = None,
+    indices: Sequence[int] | None = None,
 ) -> Iterator[TruthClip]:
-    """``count`` clips of ``split`` (default :data:`DEFAULT_COUNTS`), built one at a time.
+    """``count`` clips of ``split`` (default :data:`DEFAULT_COUNTS`), built one at a time;
+    ``indices`` picks which clips instead (e.g. every other one at each of two sizes).
 
     ``sources``: folders holding the videos of :data:`SPLIT_SOURCES` (default
     :func:`default_source_dirs`). Clip ``i`` depends only on (``seed``, ``split``, ``i``,
@@ -254,8 +256,8 @@ def truth_clips(
         raise ValueError(f"size must be at least 16x16 and frames at least 1, got {size}, {frames}")
     dirs = [Path(s) for s in sources] if sources is not None else default_source_dirs()
     total = DEFAULT_COUNTS[split] if count is None else count
-    for index in range(total):
-        yield _clip(split, index, (h, w), frames, seed, dirs)
+    for index in range(total) if indices is None else indices:
+        yield _clip(split, int(index), (h, w), frames, seed, dirs)
 
 
 def soft_fraction(alpha: np.ndarray, low: float = 1 / 255, high: float = 254 / 255) -> float:

@@ -62,6 +62,9 @@ class RefinerTrainConfig:
     frames: int = 8
     height: int = 720
     width: int = 1280
+    # "HxW" each: clip i is built at sizes[i % len(sizes)] and each step's crops come from one
+    # size in turn (the refiner sees the grids of several resolutions); empty: height x width
+    sizes: list[str] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)  # footage folders (default: shared, gallery)
     l1: float = 1.0
     gradient: float = 2.0
@@ -74,11 +77,16 @@ class RefinerTrainConfig:
     hidden: int = RefinerConfig.hidden
     radius: int = RefinerConfig.radius
     band: int = RefinerConfig.band
+    gain: int = RefinerConfig.gain
 
     def refiner_config(self) -> RefinerConfig:
         try:
             return RefinerConfig(
-                low_side=self.low_side, hidden=self.hidden, radius=self.radius, band=self.band
+                low_side=self.low_side,
+                hidden=self.hidden,
+                radius=self.radius,
+                band=self.band,
+                gain=self.gain,
             ).validate()
         except CheckpointError as err:
             raise InvalidInputError(str(err)) from None
@@ -89,10 +97,22 @@ class RefinerTrainConfig:
                 raise InvalidInputError(f"refiner training: {name} must be at least 1")
         if self.crop < 16 or self.height < 16 or self.width < 16:
             raise InvalidInputError("refiner training: crop, height and width must be >= 16")
+        self.train_sizes()
         if not self.lr > 0:
             raise InvalidInputError("refiner training: lr must be positive")
         self.refiner_config()
         return self
+
+    def train_sizes(self) -> list[tuple[int, int]]:
+        if not self.sizes:
+            return [(self.height, self.width)]
+        out = []
+        for item in self.sizes:
+            h, sep, w = item.lower().partition("x")
+            if not (sep and h.isdigit() and w.isdigit() and int(h) >= 16 and int(w) >= 16):
+                raise InvalidInputError(f"refiner training: sizes entry {item!r} is not HxW >= 16")
+            out.append((int(h), int(w)))
+        return out
 
 
 def parse_overrides(overrides: Sequence[str]) -> RefinerTrainConfig:
@@ -157,18 +177,20 @@ def load_truth_data(cfg: RefinerTrainConfig) -> TrainingData:
     from sam2_matting.metrics.known_truth import truth_clips
 
     frames, coarse, alpha, names = [], [], [], []
-    for clip in truth_clips(
-        "train",
-        size=(cfg.height, cfg.width),
-        frames=cfg.frames,
-        seed=cfg.seed,
-        count=cfg.clips,
-        sources=cfg.sources or None,
-    ):
-        frames.append(clip.frames)
-        coarse.append(clip.coarse)
-        alpha.append(clip.alpha)
-        names.append(clip.name)
+    sizes = cfg.train_sizes()
+    for k, size in enumerate(sizes):
+        for clip in truth_clips(
+            "train",
+            size=size,
+            frames=cfg.frames,
+            seed=cfg.seed,
+            indices=range(k, cfg.clips, len(sizes)),
+            sources=cfg.sources or None,
+        ):
+            frames.append(clip.frames)
+            coarse.append(clip.coarse)
+            alpha.append(clip.alpha)
+            names.append(f"{clip.name}@{size[0]}x{size[1]}")
     return TrainingData(frames, coarse, alpha, names)
 
 
@@ -176,14 +198,16 @@ def sample_batch(
     data: TrainingData, step: int, cfg: RefinerTrainConfig
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """The crops of ``step``: image (B,3,c,c) in [0,1], coarse and truth (B,1,c,c), factor."""
-    height, width = data.coarse[0].shape[1:]
+    sizes = sorted({c.shape[1:] for c in data.coarse})  # each step takes crops of one size
+    height, width = sizes[step % len(sizes)]
+    pool = [k for k, c in enumerate(data.coarse) if c.shape[1:] == (height, width)]
     f = scale_factor(height, width, cfg.low_side)
     c = max(f, cfg.crop // f * f)
     c = min(c, height // f * f, width // f * f)
     images, coarse, truth = [], [], []
     for i in range(cfg.batch):
         rng = np.random.default_rng([cfg.seed, step, i])
-        k = int(rng.integers(len(data.frames)))
+        k = pool[int(rng.integers(len(pool)))]
         centres = data.centres[k]
         t, y, x = (int(v) for v in centres[int(rng.integers(len(centres)))])
         jitter = rng.integers(-c // 4, c // 4 + 1, size=2)
