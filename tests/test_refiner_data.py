@@ -160,9 +160,9 @@ def test_stored_coarse_is_the_sessions_output_and_alpha_is_the_pha(
 
 def test_training_on_the_folder_writes_a_loadable_refiner(built: Path, tmp_path: Path) -> None:
     from sam2_matting.refiner import load_refiner
-    from sam2_matting.training.refiner_folder import load_refiner_data
+    from sam2_matting.training.refiner_train import load_folder_data
 
-    data = load_refiner_data(built)
+    data = load_folder_data(str(built))
     assert len(data.frames) == 3 and data.coarse[0].dtype == np.uint16
     np.testing.assert_array_equal(data.alpha[1][2], _png(built / "clips/00001/alpha/00002.png"))
     run = tmp_path / "run"

@@ -4,7 +4,7 @@
     predictor = build_matting_predictor("large", refiner=False)
     spec = DataSpec(clips=200, frames=8, size=(1080, 1920), seed=0)
     build_refiner_data(predictor, sources, backgrounds, "data/refiner-vm", spec, provenance)
-    data = load_refiner_data("data/refiner-vm")      # (refiner_folder) for RefinerTrainer
+    # then RefinerTrainConfig(data="data/refiner-vm"): sam2_matting.training.refiner_folder
 
 Output clip ``i`` composites source clip ``i mod len(sources)`` with the draws of
 ``numpy.random.default_rng([seed, i])`` (window, colour jitter, background), through

@@ -1,8 +1,8 @@
 """Reading a refiner data folder (built by :mod:`sam2_matting.training.refiner_data`).
 
-    from sam2_matting.training.refiner_folder import load_refiner_data
-    data = load_refiner_data("data/refiner-vm")      # TrainingData: frames, coarse, alpha
-    RefinerTrainer(cfg, data).fit()                  # or RefinerTrainConfig(data=...)
+    from sam2_matting.training.refiner_folder import read_refiner_data
+    clips = read_refiner_data("data/refiner-vm")     # frames, coarse, alpha, names
+    RefinerTrainer(RefinerTrainConfig(data="data/refiner-vm")).fit()   # what training reads
 
 Only a folder whose ``manifest.json`` exists (it is written last, so a half-built folder has
 none) and says ``complete`` is read; every clip it lists must be there with the frame count
@@ -13,16 +13,14 @@ trainer converts each crop), half the memory of float32 at the same precision.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from sam2_matting.training.layout import DataError, require_dir
-
-if TYPE_CHECKING:
-    from sam2_matting.training.refiner_train import TrainingData
 
 FORMAT = "sam2-matting-refiner-data"
 VERSION = 1
@@ -80,10 +78,18 @@ def read_clip(folder: Path, frames: int, size: tuple[int, int]) -> tuple[np.ndar
     return rgb, coarse, alpha
 
 
-def load_refiner_data(folder: str | Path) -> TrainingData:
-    """Every built clip of a complete folder, as the refiner trainer's :class:`TrainingData`."""
-    from sam2_matting.training.refiner_train import TrainingData
+@dataclass
+class RefinerClips:
+    """The built clips of a folder: frames uint8 (T,H,W,3), coarse and alpha uint16 (T,H,W)."""
 
+    frames: list[np.ndarray]
+    coarse: list[np.ndarray]
+    alpha: list[np.ndarray]
+    names: list[str]
+
+
+def read_refiner_data(folder: str | Path) -> RefinerClips:
+    """Every built clip of a complete folder (the refiner trainer's ``data=DIR``)."""
     manifest = read_manifest(folder)
     root = Path(folder)
     size = manifest.get("size")
@@ -105,4 +111,4 @@ def load_refiner_data(folder: str | Path) -> TrainingData:
         names.append(f"{record['name']}:{record.get('window', '')}")
     if not frames:
         raise DataError(f"{root / MANIFEST} lists no built clip")
-    return TrainingData(frames, coarse, alpha, names)
+    return RefinerClips(frames, coarse, alpha, names)

@@ -185,6 +185,14 @@ def load_truth_data(cfg: RefinerTrainConfig) -> TrainingData:
     return TrainingData(frames, coarse, alpha, names)
 
 
+def load_folder_data(folder: str) -> TrainingData:
+    """The clips of a complete refiner data folder (``sam2-matting refiner-data``)."""
+    from sam2_matting.training.refiner_folder import read_refiner_data
+
+    clips = read_refiner_data(folder)
+    return TrainingData(clips.frames, clips.coarse, clips.alpha, clips.names)
+
+
 def sample_batch(
     data: TrainingData, step: int, cfg: RefinerTrainConfig
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
@@ -234,11 +242,9 @@ class RefinerTrainer:
         self.step = 0
         if cfg.resume:
             self._resume()
-        if data is None and cfg.data:
-            from sam2_matting.training.refiner_folder import load_refiner_data
-
-            data = load_refiner_data(cfg.data)
-        self.data = data if data is not None else load_truth_data(cfg)
+        if data is None:
+            data = load_folder_data(cfg.data) if cfg.data else load_truth_data(cfg)
+        self.data = data
 
     def lr_at(self, step: int) -> float:
         """Cosine from ``lr`` to a tenth of it over the run."""
