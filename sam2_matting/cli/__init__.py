@@ -29,6 +29,7 @@ SUBCOMMANDS = (
     "sam2_matting.cli.matte",
     "sam2_matting.cli.batch",
     "sam2_matting.cli.train",
+    "sam2_matting.cli.refiner_data",
     "sam2_matting.cli.evaluate",
 )
 

@@ -251,6 +251,14 @@ class VideoMatteClips(ClipDataset):
 
     def make(self, rng: np.random.Generator) -> tuple[str, np.ndarray, np.ndarray]:
         clip = self.clips[int(rng.integers(len(self.clips)))]
+        name, frames, alphas, _ = self.make_clip(clip, rng)
+        return name, frames, alphas
+
+    def make_clip(
+        self, clip: MatteClip, rng: np.random.Generator
+    ) -> tuple[str, np.ndarray, np.ndarray, list[int]]:
+        """A window of ``clip`` composited with ``rng``'s draws: (name, frames uint8, alphas
+        float32, the source frame indices). ``make`` is this on a clip drawn first."""
         count = clip.frame_count or self.sources.get(clip.fgr).frame_count
         idx = window(count, self.num_frames, self.stride, rng)
         fgr = self.sources.read(clip.fgr, idx)
@@ -268,7 +276,7 @@ class VideoMatteClips(ClipDataset):
             a = np.clip(a, 0.0, 1.0)
             frames.append(composite(apply_colour(f / 255.0, colour), a, bgr[t]))
             alphas.append(a)
-        return f"{clip.name}@{idx[0]}", np.stack(frames), np.stack(alphas)
+        return f"{clip.name}@{idx[0]}", np.stack(frames), np.stack(alphas), idx
 
 
 class ImageMatteClips(ClipDataset):

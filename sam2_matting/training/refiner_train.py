@@ -5,10 +5,12 @@
     adapter_dir = RefinerTrainer(cfg).fit()     # runs/refiner/adapter: refiner (+ LoRA if any)
 
 The refiner learns to turn SAM 2's coarse matte into the true one. Its inputs are what a
-session has: the frame and the coarse alpha at the video's resolution. The clips are
+session has: the frame and the coarse alpha at the video's resolution. By default the clips are
 :func:`~sam2_matting.metrics.known_truth.truth_clips` of the ``train`` split (real footage under
-a known matte, the coarse matte simulated the way SAM 2's output reaches us); no SAM 2 model
-runs, so a run takes minutes on a CPU. Each step draws ``batch`` crops of ``crop`` pixels
+a known matte, the coarse matte simulated the way SAM 2's output reaches us); ``data=DIR``
+reads a folder of SAM 2's real output on VideoMatte240K composites instead
+(:mod:`~sam2_matting.training.refiner_data`, ``sam2-matting refiner-data``). No SAM 2 model
+runs here, so a run takes minutes on a CPU. Each step draws ``batch`` crops of ``crop`` pixels
 centred on pixels where the coarse or the true matte is soft (elsewhere the refiner is
 inactive by design), aligned to the refiner's factor for the clip's size, so a crop sees the
 low-resolution grid the whole frame would. The loss is L1 + gradient (+ Laplacian) of alpha.
@@ -58,6 +60,7 @@ class RefinerTrainConfig:
     lr: float = 3e-3
     weight_decay: float = 0.0
     seed: int = 0
+    data: str = ""  # a refiner data folder (sam2-matting refiner-data); "": known-truth clips
     clips: int = 18  # training clips of the known-truth train split
     frames: int = 8
     height: int = 720
@@ -146,7 +149,9 @@ def parse_overrides(overrides: Sequence[str]) -> RefinerTrainConfig:
 
 @dataclass
 class TrainingData:
-    """The clips in memory: frames uint8 (T,H,W,3), coarse and true alpha float32 (T,H,W)."""
+    """The clips in memory: frames uint8 (T,H,W,3), coarse and true alpha (T,H,W) float32 in
+    [0, 1] or uint16 (``value / 65535``, as a refiner data folder stores them). Every clip has
+    the same H and W; T may differ."""
 
     frames: list[np.ndarray]
     coarse: list[np.ndarray]
@@ -164,7 +169,15 @@ class TrainingData:
             ]
 
 
+def unit_float(x: np.ndarray) -> np.ndarray:
+    """An alpha array as float32 in [0, 1]: uint16 is divided by 65535, float kept."""
+    if x.dtype == np.uint16:
+        return x.astype(np.float32) / np.float32(65535.0)
+    return x
+
+
 def _soft_pixels(coarse: np.ndarray, alpha: np.ndarray, step: int = 4) -> np.ndarray:
+    coarse, alpha = unit_float(coarse), unit_float(alpha)
     soft = ((coarse > 0.5 / 255) & (coarse < 1 - 0.5 / 255)) | ((alpha > 0) & (alpha < 1))
     idx = np.argwhere(soft[:, ::step, ::step]) * np.array([1, step, step])
     if len(idx) == 0:  # nothing soft: centre anywhere
@@ -194,6 +207,14 @@ def load_truth_data(cfg: RefinerTrainConfig) -> TrainingData:
     return TrainingData(frames, coarse, alpha, names)
 
 
+def load_folder_data(folder: str) -> TrainingData:
+    """The clips of a complete refiner data folder (``sam2-matting refiner-data``)."""
+    from sam2_matting.training.refiner_folder import read_refiner_data
+
+    clips = read_refiner_data(folder)
+    return TrainingData(clips.frames, clips.coarse, clips.alpha, clips.names)
+
+
 def sample_batch(
     data: TrainingData, step: int, cfg: RefinerTrainConfig
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
@@ -215,7 +236,7 @@ def sample_batch(
         x0 = int(np.clip(x + jitter[1] - c // 2, 0, width - c)) // f * f
         sl = (t, slice(y0, y0 + c), slice(x0, x0 + c))
         img = data.frames[k][sl]
-        co, al = data.coarse[k][sl], data.alpha[k][sl]
+        co, al = unit_float(data.coarse[k][sl]), unit_float(data.alpha[k][sl])
         if rng.random() < 0.5:  # horizontal flip (the grid stays aligned: c is a multiple of f)
             img, co, al = img[:, ::-1], co[:, ::-1], al[:, ::-1]
         images.append(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1))
@@ -245,7 +266,9 @@ class RefinerTrainer:
         self.step = 0
         if cfg.resume:
             self._resume()
-        self.data = data if data is not None else load_truth_data(cfg)
+        if data is None:
+            data = load_folder_data(cfg.data) if cfg.data else load_truth_data(cfg)
+        self.data = data
 
     def lr_at(self, step: int) -> float:
         """Cosine from ``lr`` to a tenth of it over the run."""
