@@ -1,7 +1,7 @@
 """A trainable full-resolution refiner for SAM 2's mattes, in the manner of a deep guided filter.
 
     from sam2_matting.refiner import GuidedRefiner, RefinerConfig, save_refiner, load_refiner
-    net = GuidedRefiner(RefinerConfig())             # ~3,500 parameters, identity until trained
+    net = GuidedRefiner(RefinerConfig())             # 3,573 parameters, identity until trained
     alpha = net.refine(frame_rgb_uint8, coarse)      # coarse float (N, H, W) in [0, 1] -> same
     save_refiner(net, "runs/r/adapter")              # refiner.safetensors + adapter_config.json
     net = load_refiner("runs/r/adapter")             # None when the folder has no refiner
@@ -11,16 +11,19 @@ about 7.5x4 pixels of a 1080p frame. The refiner looks at the image and the coar
 low resolution (long side about ``low_side``, an integer factor ``f`` below the frame), where
 a small conv net turns local guided-filter statistics (the covariance of image and alpha in a
 ``(2r+1)^2`` window, the image's variance, the coarse alpha and its local mean) into the
-coefficients of a local linear model ``A`` (one per colour channel) and an offset ``B``. Those
-are upsampled bilinearly to the frame and applied at full resolution:
+coefficients of a local linear model ``A`` (one per colour channel), an offset ``B`` and (with
+``gain``) a gain ``G`` on the coarse alpha. Those are upsampled bilinearly to the frame and
+applied at full resolution:
 
-    alpha = clamp(coarse + sum_c A_c * I_c + B, 0, 1)
+    alpha = clamp((1 + G) * coarse + sum_c A_c * I_c + B, 0, 1)
 
 The last layer starts at zero, so an untrained refiner returns the coarse alpha exactly. The
 coefficients are zero outside the *band*: low-resolution cells within ``band`` cells of a
 coarse value strictly between 0.5/255 and 1 - 0.5/255 (what would not quantise to 0 or 255).
-Confident foreground and background are left as SAM 2 gave them, and only the box around the
-band is computed, so the cost follows the extent of the soft edge rather than the frame.
+Confident foreground and background are left as SAM 2 gave them, and only what can change is
+computed: the net on the box around the band, the full-resolution model on the band's cells
+and their neighbours (:meth:`GuidedRefiner.refine`), so the cost follows the soft edge's
+area rather than the frame's.
 
 In an adapter folder the refiner is ``refiner.safetensors`` with its config as the ``refiner``
 entry of ``adapter_config.json``; the folder may hold a LoRA adapter too (PEFT's files) or only
@@ -48,13 +51,14 @@ REFINER_WEIGHTS = "refiner.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 FORMAT_VERSION = 1
 _FEATURES = 8  # cov(3) + var(3) + coarse(1) + local mean of coarse(1)
+_CHUNK_PIXELS = 65536  # full-resolution pixels computed at once
 
 
 @dataclass(frozen=True)
 class RefinerConfig:
     """The refiner's shape; stored in the adapter config, so a saved refiner rebuilds itself."""
 
-    low_side: int = 512  # long side of the low-resolution grid (the factor is rounded)
+    low_side: int = 256  # long side of the low-resolution grid (the factor is rounded)
     hidden: int = 16  # channels of the conv net
     radius: int = 2  # guided-filter window radius, in low-resolution cells
     band: int = 3  # cells around uncertain coarse values where the refiner may change alpha
@@ -328,21 +332,30 @@ def _apply_cells(
     padded = F.pad(grid[None], (1, 1, 1, 1), mode="replicate")[0].reshape(c, -1)
     # each cell's 3x3 neighbourhood in the padded grid, by flat index (one gather)
     offsets = torch.tensor([dy * (w + 2) + dx for dy in range(3) for dx in range(3)])
-    at = ((ys * (w + 2) + xs)[:, None] + offsets.to(ys.device)).reshape(-1)
-    hood = padded.index_select(1, at).reshape(c * len(ys), 9)
-    up = (hood @ _upsampling(f).to(grid.device)).reshape(c, -1, f, f)
+    offsets = offsets.to(ys.device)
+    weights = _upsampling(f).to(grid.device)
+
+    def upsampled(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # (C, N, f, f)
+        at = ((y * (w + 2) + x)[:, None] + offsets).reshape(-1)
+        return (padded.index_select(1, at).reshape(c * len(y), 9) @ weights).reshape(c, -1, f, f)
+
     whole = (ys < height // f) & (xs < width // f)
-    if bool(whole.all()):
-        _apply_whole(target, frame, up, ys, xs, f)
-        return
-    _apply_whole(target, frame, up[:, whole], ys[whole], xs[whole], f)
     edge = ~whole
-    ry = (ys[edge, None] * f + torch.arange(f, device=ys.device))[:, :, None]  # (M, f, 1)
-    rx = (xs[edge, None] * f + torch.arange(f, device=xs.device))[:, None, :]  # (M, 1, f)
+    if bool(edge.any()):
+        ys, xs, ye, xe = ys[whole], xs[whole], ys[edge], xs[edge]
+    # in chunks of about 64k pixels: the upsampled coefficients stay in the CPU's cache
+    chunk = max(1, _CHUNK_PIXELS // (f * f))
+    for start in range(0, len(ys), chunk):
+        y, x = ys[start : start + chunk], xs[start : start + chunk]
+        _apply_whole(target, frame, upsampled(y, x), y, x, f)
+    if not bool(edge.any()):
+        return
+    e = upsampled(ye, xe)
+    ry = (ye[:, None] * f + torch.arange(f, device=ys.device))[:, :, None]  # (M, f, 1)
+    rx = (xe[:, None] * f + torch.arange(f, device=xs.device))[:, None, :]  # (M, 1, f)
     inside = (ry < height) & (rx < width)
     ry, rx = ry.clamp(max=height - 1).expand_as(inside), rx.clamp(max=width - 1).expand_as(inside)
     pix = frame[ry, rx].float()
-    e = up[:, edge]
     co = target[ry, rx]
     val = co + e[3] + (e[:3] * pix.permute(3, 0, 1, 2)).sum(dim=0)
     if len(e) > 4:

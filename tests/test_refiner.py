@@ -62,6 +62,7 @@ def test_shapes_dtypes_and_size() -> None:
     assert out.shape == (2, 60, 90) and out.dtype == torch.float32
     assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
     assert scale_factor(1080, 1920, 512) == 4 and scale_factor(720, 1280, 512) == 2
+    assert scale_factor(1080, 1920, 256) == 8 and scale_factor(720, 1280, 256) == 5
 
 
 @pytest.mark.parametrize("gain", [0, 1])
@@ -305,3 +306,36 @@ def test_evaluate_synthetic_scores_the_adapters_refiner(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError):
         refiners(argparse.Namespace(adapter=str(tmp_path / "empty")))
+
+
+def test_training_on_two_sizes_alternates_their_grids(tmp_path: Path) -> None:
+    """With clips of two sizes, each step takes its crops from one size in turn, aligned to
+    that size's factor, so the refiner learns both grids."""
+    small = _tiny_data(2)
+    big = []
+    for k in range(2):
+        clip = [_scene(96, 144, seed=50 + 10 * k + t) for t in range(2)]
+        big.append(tuple(np.stack([c[i] for c in clip]) for i in range(3)))
+    data = TrainingData(
+        small.frames + [b[0] for b in big],
+        small.coarse + [b[2] for b in big],
+        small.alpha + [b[1] for b in big],
+        ["s0", "s1", "b0", "b1"],
+    )
+    cfg = _cfg(tmp_path, crop=40)
+    from sam2_matting.training.refiner_train import sample_batch
+
+    seen = set()
+    for step in range(4):
+        image, coarse, truth, f = sample_batch(data, step, cfg)
+        expected = scale_factor(*((64, 96) if step % 2 == 0 else (96, 144)), cfg.low_side)
+        assert f == expected and image.shape[-1] % f == 0, (step, f, image.shape)
+        assert coarse.shape == truth.shape == (cfg.batch, 1, *image.shape[-2:])
+        seen.add(f)
+    assert seen == {4, 6}
+    assert parse_overrides(["sizes=720x1280,1080x1920"]).train_sizes() == [
+        (720, 1280),
+        (1080, 1920),
+    ]
+    with pytest.raises(InvalidInputError, match="sizes entry"):
+        parse_overrides(["sizes=720by1280"])

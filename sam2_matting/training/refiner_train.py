@@ -54,7 +54,7 @@ class RefinerTrainConfig:
     """Everything a refiner run depends on (``key=value`` overrides on the command line)."""
 
     out_dir: str = "runs/refiner"
-    steps: int = 700
+    steps: int = 20000
     batch: int = 8
     crop: int = 128  # pixels (rounded down to a multiple of the refiner's factor)
     lr: float = 3e-3
@@ -67,7 +67,7 @@ class RefinerTrainConfig:
     width: int = 1280
     # "HxW" each: clip i is built at sizes[i % len(sizes)] and each step's crops come from one
     # size in turn (the refiner sees the grids of several resolutions); empty: height x width
-    sizes: list[str] = field(default_factory=list)
+    sizes: list[str] = field(default_factory=lambda: ["720x1280", "1080x1920"])
     sources: list[str] = field(default_factory=list)  # footage folders (default: shared, gallery)
     l1: float = 1.0
     gradient: float = 2.0
