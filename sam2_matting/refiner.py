@@ -45,6 +45,7 @@ import torch
 import torch.nn.functional as F
 
 from sam2_matting.errors import CheckpointError
+from sam2_matting.jsonfile import read_object
 from sam2_matting.propagation import to_host
 
 REFINER_WEIGHTS = "refiner.safetensors"
@@ -447,13 +448,7 @@ def _read_config(folder: Path) -> dict[str, Any] | None:
     file = folder / ADAPTER_CONFIG
     if not file.is_file():
         return None
-    try:
-        data = json.loads(file.read_text())
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"cannot read {file}: {err}") from err
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{file} is not a JSON object")
-    return data
+    return read_object(file, CheckpointError)
 
 
 def adapter_contents(adapter_dir: str | Path) -> tuple[bool, bool]:

@@ -12,7 +12,6 @@ trainer converts each crop), half the memory of float32 at the same precision.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from sam2_matting.jsonfile import read_object
 from sam2_matting.training.layout import DataError, require_dir
 
 FORMAT = "sam2-matting-refiner-data"
@@ -31,13 +31,7 @@ CLIP_FILE = "clip.json"
 
 def read_json(path: Path) -> dict[str, Any]:
     """A JSON object from ``path``; DataError naming the file otherwise."""
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise DataError(f"cannot read {path}: {err}") from None
-    if not isinstance(data, dict):
-        raise DataError(f"{path} is not a JSON object")
-    return data
+    return read_object(path, DataError)
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:
