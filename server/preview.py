@@ -14,7 +14,11 @@ PNG export: the colour with its matte, for the page to draw over a checkerboard 
 
 Parameters: ``bg`` ``RRGGBB`` (``#`` optional; default ``00ff00``, the export's green) or
 ``none``; ``objects`` comma-separated object ids (default: every object); ``foreground``
-``estimate`` (default) or ``source``. Without ``objects``, a frame without mattes is the
+``estimate`` (default), ``temporal`` or ``source``. ``temporal`` is drawn with the single-frame
+estimate (the export's colour wherever no other frame shows the background): the temporal one
+would decode and match the 12 frames around this one, several times this route's budget of a few
+hundred ms on a frame, for a difference that is small on moving footage (docs/benchmarks.md).
+Without ``objects``, a frame without mattes is the
 background alone, as in the export; an object named in ``objects`` without a matte on the frame
 is 404 ``NOT_FOUND`` (the page still shows mattes a later click made the service drop, and
 keeps its own composite then). Bad parameters or a frame outside the video are 400 with the

@@ -1,0 +1,188 @@
+"""The ``temporal`` foreground mode against today's estimate, on moving and still backgrounds.
+
+    .venv/bin/python benchmarks/bench_temporal_background.py                 # 720p and 1080p
+    .venv/bin/python benchmarks/bench_temporal_background.py --sizes 720 --count 1
+
+Clips: the known-truth clips of ``sam2_matting.metrics.known_truth``, both splits (held-out
+first; ``--count`` of each, ``--frames`` frames each), in two variants: **moving**, the clips
+as the other benchmarks use them (the background is real footage with its own motion), and
+**static**, the same clips (matte, foreground, motion) over one frame of that background held
+still with fresh sensor noise each frame (σ 1.5 levels: a camera on a tripod). Each clip is
+scored with the true α (8-bit) and the coarse α (SAM 2's output as a session has it,
+simulated). Colours: ``source`` (the source pixel), ``estimate`` (the single-frame
+multilevel estimate) and ``temporal`` (the background from the other frames of the clip,
+within ``RADIUS`` frames, where trusted; :mod:`sam2_matting.export.background_plate`).
+Composite error x1e-3 over green and over a frame of unused footage
+(:func:`sam2_matting.metrics.truth_scores.composite_error`), mean over the clip's frames;
+``trusted`` is the share of the soft pixels whose background came from other frames and
+``B err`` the mean error of that background (levels) against the true one.
+
+Time per frame (wall and CPU, mean over every scored frame of a size): ``estimate`` and
+``temporal`` (plate plus solve), next to the ProRes writer's per-frame cost at that size
+(``open_writer`` writing ``--writer-frames`` frames, straight colour), in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench_foreground import _prores_per_frame  # noqa: E402
+
+from sam2_matting.export.background_plate import (  # noqa: E402
+    RADIUS,
+    background_from_frames,
+)
+from sam2_matting.export.foreground import estimate_foreground  # noqa: E402
+from sam2_matting.metrics.alpha import quantize  # noqa: E402
+from sam2_matting.metrics.known_truth import TruthClip, truth_clips  # noqa: E402
+from sam2_matting.metrics.truth_scores import composite_error  # noqa: E402
+
+SIZES = {720: (720, 1280), 1080: (1080, 1920)}
+GREEN = np.array([0, 255, 0], np.uint8)
+COLOURS = ("source", "estimate", "temporal")
+T = TypeVar("T")
+
+
+def _timed(fn: Callable[[], T], clock: list[float]) -> T:
+    """``fn()``, its wall and CPU seconds added to ``clock``."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    out = fn()
+    clock[0] += time.perf_counter() - wall
+    clock[1] += time.process_time() - cpu
+    return out
+
+
+def _temporal(
+    frames: list[np.ndarray], alphas: list[np.ndarray], t: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What the ``temporal`` mode writes for frame ``t`` (as ``temporal_foreground``), with
+    the plate and where it is trusted."""
+    lo, hi = max(0, t - RADIUS), min(len(frames), t + RADIUS + 1)
+    plate, trusted = background_from_frames(frames[lo:hi], alphas[lo:hi], t - lo)
+    if not trusted.any():
+        return estimate_foreground(frames[t], alphas[t]), plate, trusted
+    colour = estimate_foreground(frames[t], alphas[t], background=plate, known=trusted)
+    return colour, plate, trusted
+
+
+def _score(clip: TruthClip, mattes: np.ndarray, clocks: dict[str, list[float]]) -> list[float]:
+    """[green, image] per colour (frame means), then trusted share and B error."""
+    frames = list(clip.frames)
+    alphas = [quantize(m) for m in mattes]
+    sums = np.zeros((len(COLOURS), 2))
+    trusted_share, b_err, b_frames = 0.0, 0.0, 0
+    for t in range(len(frames)):
+        estimate = _timed(partial(estimate_foreground, frames[t], alphas[t]), clocks["estimate"])
+        colour, plate, trusted = _timed(partial(_temporal, frames, alphas, t), clocks["temporal"])
+        clocks["frames"][0] += 1
+        soft = (alphas[t] > 0) & (alphas[t] < 255)
+        trusted_share += float(trusted[soft].mean()) if soft.any() else 0.0
+        if trusted.any():
+            b_err += float(np.abs(plate[trusted].astype(int) - clip.bg[t][trusted]).mean())
+            b_frames += 1
+        for i, c in enumerate((frames[t], estimate, colour)):
+            for j, g in enumerate((GREEN, clip.image_bg)):
+                sums[i, j] += composite_error(alphas[t], c, clip.alpha[t], clip.fg[t], g)
+    means = list((sums / len(frames)).ravel())
+    return [*means, trusted_share / len(frames), b_err / max(1, b_frames)]
+
+
+def _row(size: int, variant: str, name: str, matte: str, v: list[float]) -> str:
+    cells = [f"{size}p", variant, name, f"{matte} α"]
+    for j in (0, 1):  # green, image
+        src, est, tem = v[j], v[2 + j], v[4 + j]
+        cells += [f"{src:.3f}", f"{est:.3f}", f"{tem:.3f}", f"{tem / est - 1:+.1%}"]
+    cells += [f"{v[6]:.0%}", f"{v[7]:.1f}"]
+    return "| " + " | ".join(cells) + " |"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="720,1080", help="comma-separated: 720, 1080")
+    parser.add_argument("--count", type=int, default=3, help="clips of each split")
+    parser.add_argument("--frames", type=int, default=8, help="frames per clip")
+    parser.add_argument(
+        "--writer-frames", type=int, default=10, help="frames the ProRes writer times"
+    )
+    args = parser.parse_args()
+    print(f"load average at the start: {os.getloadavg()[0]:.1f}", flush=True)
+    rows: list[str] = []
+    summary: list[str] = []
+    times: list[str] = []
+    for key in (int(s) for s in args.sizes.split(",")):
+        clocks = {"estimate": [0.0, 0.0], "temporal": [0.0, 0.0], "frames": [0.0]}
+        first: TruthClip | None = None
+        for variant in ("moving", "static"):
+            ratios: dict[str, list[float]] = {"true": [], "coarse": []}
+            for split in ("heldout", "train"):
+                clips = truth_clips(
+                    split,
+                    size=SIZES[key],
+                    frames=args.frames,
+                    count=args.count,
+                    static=variant == "static",
+                )
+                for clip in clips:
+                    first = first or clip
+                    for matte_name, mattes in (("true", clip.alpha), ("coarse", clip.coarse)):
+                        v = _score(clip, mattes, clocks)
+                        rows.append(_row(key, variant, clip.name, matte_name, v))
+                        ratios[matte_name] += [v[4] / v[2], v[5] / v[3]]
+                        print(rows[-1], flush=True)
+            for matte_name, r in ratios.items():
+                arr = np.array(r)
+                summary.append(
+                    f"| {key}p | {variant} | {matte_name} α | {np.exp(np.log(arr).mean()) - 1:+.1%}"
+                    f" | {(arr < 0.995).sum()} | {(np.abs(arr - 1) <= 0.005).sum()}"
+                    f" | {(arr > 1.005).sum()} | {arr.min() - 1:+.1%} | {arr.max() - 1:+.1%} |"
+                )
+        assert first is not None
+        n = clocks["frames"][0]
+        prores, prores_cpu = _prores_per_frame(
+            first.frames[0], quantize(first.coarse[0]), args.writer_frames
+        )
+        est, tem = clocks["estimate"], clocks["temporal"]
+        times.append(
+            f"| {key}p | {est[0] / n * 1e3:.0f} | {tem[0] / n * 1e3:.0f} | {prores * 1e3:.0f}"
+            f" | {tem[0] / est[0]:.2f} | {tem[0] / n / prores:.2f} | {est[1] / n * 1e3:.0f}"
+            f" | {tem[1] / n * 1e3:.0f} | {prores_cpu * 1e3:.0f} | {tem[1] / n / prores_cpu:.2f} |"
+        )
+    head = (
+        "| size | background | clip | matte | green: source | estimate | temporal | change"
+        " | image: source | estimate | temporal | change | trusted | B err |"
+    )
+    print("\ncomposite error (×10⁻³); change: temporal against estimate\n\n" + head)
+    print("|---" * (head.count("|") - 1) + "|")
+    print("\n".join(rows))
+    head = (
+        "| size | background | matte | geometric mean change | better | same (±0.5 %) | worse"
+        " | best | worst |"
+    )
+    print("\ntemporal against estimate, over green and over the image\n\n" + head)
+    print("|---" * (head.count("|") - 1) + "|")
+    print("\n".join(summary))
+    head = (
+        "| size | estimate wall ms | temporal wall ms | ProRes wall ms | temporal ÷ estimate"
+        " | temporal ÷ ProRes | estimate CPU ms | temporal CPU ms | ProRes CPU ms"
+        " | temporal ÷ ProRes CPU |"
+    )
+    print("\ntime per frame\n\n" + head)
+    print("|---" * (head.count("|") - 1) + "|")
+    print("\n".join(times))
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
+
+
+if __name__ == "__main__":
+    main()
