@@ -102,9 +102,10 @@ def parse_request(frame: str, args: Any) -> PreviewRequest:
                 f"objects must be object ids separated by commas, got {objects_text[:40]!r}"
             )
         object_ids = tuple(sorted({int(p) for p in parts}))
-    return PreviewRequest(
-        int(frame), object_ids, background, parse_foreground(args.get("foreground"))
-    )
+    foreground = parse_foreground(args.get("foreground"))
+    if foreground == "temporal":  # drawn from this frame alone: the module docstring says why
+        foreground = "estimate"
+    return PreviewRequest(int(frame), object_ids, background, foreground)
 
 
 def preview_image(

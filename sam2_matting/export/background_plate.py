@@ -225,6 +225,11 @@ class TemporalForeground(Generic[Extra]):
             ready.append(self._emit())
         return ready
 
+    @property
+    def held(self) -> int:
+        """Frames in the window now."""
+        return len(self._frames)
+
     def flush(self) -> list[tuple[np.ndarray, np.ndarray, Extra]]:
         ready = []
         while self._next < len(self._frames):

@@ -14,6 +14,11 @@ matte (:mod:`sam2_matting.metrics.truth_shapes`) moves by a smooth affine path; 
 matte is its average over the shutter (motion blur), and ``F`` is the matching average of
 ``aF`` divided by it, so ``I = aF + (1 - a)B`` holds exactly before rounding.
 
+``static=True`` gives the same clips (matte, foreground, motion, names ending in ``-static``)
+over a still background: the first frame of the moving clip's background held for every frame,
+with fresh Gaussian sensor noise (:data:`STATIC_NOISE` levels) in each: a camera on a tripod,
+for the background taken from other frames (:mod:`sam2_matting.export.background_plate`).
+
 Splits (:data:`SPLIT_SOURCES`): the held-out clips take all their footage from
 ``04_coffee.mp4``, ``05_default_juggle.mp4`` (``../shared/data/videos``) and
 ``03_chelsea.mp4`` (``gallery/``), which no training clip uses; their mattes come from a
