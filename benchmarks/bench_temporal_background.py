@@ -43,6 +43,7 @@ from bench_foreground import _prores_per_frame  # noqa: E402
 from sam2_matting.export.background_plate import (  # noqa: E402
     RADIUS,
     background_from_frames,
+    clear_background,
 )
 from sam2_matting.export.foreground import estimate_foreground  # noqa: E402
 from sam2_matting.metrics.alpha import quantize  # noqa: E402
@@ -65,16 +66,20 @@ def _timed(fn: Callable[[], T], clock: list[float]) -> T:
 
 
 def _temporal(
-    frames: list[np.ndarray], alphas: list[np.ndarray], t: int
+    frames: list[np.ndarray], alphas: list[np.ndarray], clears: list[np.ndarray], t: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """What the ``temporal`` mode writes for frame ``t`` (as ``temporal_foreground``), with
     the plate and where it is trusted."""
     lo, hi = max(0, t - RADIUS), min(len(frames), t + RADIUS + 1)
-    plate, trusted = background_from_frames(frames[lo:hi], alphas[lo:hi], t - lo)
+    plate, trusted = background_from_frames(frames[lo:hi], alphas[lo:hi], t - lo, clears[lo:hi])
     if not trusted.any():
         return estimate_foreground(frames[t], alphas[t]), plate, trusted
     colour = estimate_foreground(frames[t], alphas[t], background=plate, known=trusted)
     return colour, plate, trusted
+
+
+def _clears(alphas: list[np.ndarray]) -> list[np.ndarray]:
+    return [clear_background(a) for a in alphas]
 
 
 def _score(clip: TruthClip, mattes: np.ndarray, clocks: dict[str, list[float]]) -> list[float]:
@@ -83,9 +88,12 @@ def _score(clip: TruthClip, mattes: np.ndarray, clocks: dict[str, list[float]]) 
     alphas = [quantize(m) for m in mattes]
     sums = np.zeros((len(COLOURS), 2))
     trusted_share, b_err, b_frames = 0.0, 0.0, 0
+    # once per frame, as the writers' window does (TemporalForeground)
+    clears = _timed(partial(_clears, alphas), clocks["temporal"])
     for t in range(len(frames)):
         estimate = _timed(partial(estimate_foreground, frames[t], alphas[t]), clocks["estimate"])
-        colour, plate, trusted = _timed(partial(_temporal, frames, alphas, t), clocks["temporal"])
+        temporal = partial(_temporal, frames, alphas, clears, t)
+        colour, plate, trusted = _timed(temporal, clocks["temporal"])
         clocks["frames"][0] += 1
         soft = (alphas[t] > 0) & (alphas[t] < 255)
         trusted_share += float(trusted[soft].mean()) if soft.any() else 0.0

@@ -27,8 +27,11 @@ frames) is an observation of B at p when
   covers at least :data:`MIN_SHARED` of the neighbourhood. A camera that moves, a cut or a
   background that changes fails this test, and t' is not used there.
 
-B at p is the per-channel median of its observations; p is *trusted* when it has at least one.
-The foreground is then solved with B held at the trusted pixels (the multilevel solver, F alone
+B at p is the per-channel median of its observations; p is *trusted* when it has at least
+:data:`MIN_OBSERVATIONS`, they agree with each other (median deviation from their median at most
+:data:`AGREE_LEVEL`: a background that moves shows a different colour in every frame), and the
+``F = (I - (1 - α)B) / α`` they imply for frame t lies within 0-255 (:data:`F_SLACK` aside). The
+foreground is then solved with B held at the trusted pixels (the multilevel solver, F alone
 there, both elsewhere); a frame or pixel without a trustworthy observation gets exactly the
 single-frame estimate. Pixels with alpha 0 or 255 are the source's, as in every mode.
 
@@ -56,6 +59,7 @@ __all__ = [
     "RADIUS",
     "TemporalForeground",
     "background_from_frames",
+    "clear_background",
     "temporal_foreground",
 ]
 
@@ -73,14 +77,18 @@ Extra = TypeVar("Extra")
 
 
 def background_from_frames(
-    frames: Sequence[np.ndarray], alphas: Sequence[np.ndarray], t: int
+    frames: Sequence[np.ndarray],
+    alphas: Sequence[np.ndarray],
+    t: int,
+    clears: Sequence[np.ndarray] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """B for frame ``t``'s soft pixels from the other ``frames`` (module docstring).
 
     ``frames``: (H, W, 3) uint8 each, ``alphas`` (H, W) uint8 each, the same length; every
-    frame but ``t`` is a candidate (pass a window). Returns (B (H, W, 3) uint8, trusted (H, W)
-    bool): trusted only at soft pixels of frame t with at least one agreeing observation; B is
-    frame t itself elsewhere.
+    frame but ``t`` is a candidate (pass a window). ``clears``: :func:`clear_background` of
+    each alpha if already computed (a window reuses them). Returns (B (H, W, 3) uint8, trusted
+    (H, W) bool): trusted only at soft pixels of frame t with at least
+    :data:`MIN_OBSERVATIONS` agreeing observations; B is frame t itself elsewhere.
     """
     image, alpha = frames[t], alphas[t]
     plate = image.copy()
@@ -97,13 +105,15 @@ def background_from_frames(
         slice(max(0, cols[0] - pad), min(width, cols[-1] + 1 + pad)),
     )
     inner = soft[box]
-    here = image[box].astype(np.int16)
-    clear_here = _clear(alpha[box])
+    here = image[box]
+    if clears is None:
+        clears = [clear_background(a) for a in alphas]
+    clear_here = clears[t][box]
     observations: list[np.ndarray] = []
     for other in range(len(frames)):
         if other == t:
             continue
-        clear_there = _clear(alphas[other][box])
+        clear_there = clears[other][box]
         seen = clear_there & inner
         if not seen.any():
             continue
@@ -141,19 +151,24 @@ def background_from_frames(
 
 
 def temporal_foreground(
-    frames: Sequence[np.ndarray], alphas: Sequence[np.ndarray], t: int
+    frames: Sequence[np.ndarray],
+    alphas: Sequence[np.ndarray],
+    t: int,
+    clears: Sequence[np.ndarray] | None = None,
 ) -> np.ndarray:
     """Frame ``t``'s foreground colour with the background from the other frames where it is
-    trusted (:func:`background_from_frames`), the single-frame estimate elsewhere."""
+    trusted (:func:`background_from_frames`, ``clears`` as there), the single-frame estimate
+    elsewhere."""
     image, alpha = frames[t], alphas[t]
-    plate, trusted = background_from_frames(frames, alphas, t)
+    plate, trusted = background_from_frames(frames, alphas, t, clears)
     if not trusted.any():
         return estimate_foreground(image, alpha)
     return estimate_foreground(image, alpha, background=plate, known=trusted)
 
 
-def _clear(alpha: np.ndarray) -> np.ndarray:
-    """Where ``alpha`` is background with :data:`EDGE_MARGIN` pixels to spare."""
+def clear_background(alpha: np.ndarray) -> np.ndarray:
+    """Where ``alpha`` (H, W) uint8 is background with :data:`EDGE_MARGIN` pixels to spare:
+    at most :data:`CLEAR_LEVEL` everywhere within that distance (bool (H, W))."""
     near = ndimage.maximum_filter(alpha, size=2 * EDGE_MARGIN + 1) if EDGE_MARGIN else alpha
     clear: np.ndarray = near <= CLEAR_LEVEL
     return clear
@@ -166,10 +181,15 @@ def _agrees(here: np.ndarray, there: np.ndarray, shared: np.ndarray) -> np.ndarr
     differences, so a texture shifted by a pixel still differs), then spread back."""
     if not shared.any():
         return np.zeros(shared.shape, bool)
-    diff = np.abs(here - there)
+    # |here - there| in uint8 (no widening of the whole box), summed over the channels
+    diff = np.maximum(here, there)
+    diff -= np.minimum(here, there)
     diff *= shared[..., None]
-    diff_cells = _cells(diff).sum(axis=2, dtype=np.float32)
-    share_cells = _cells(shared.astype(np.int16)).astype(np.float32)
+    total = diff[..., 0].astype(np.uint16)
+    total += diff[..., 1]
+    total += diff[..., 2]
+    diff_cells = _cells(total).astype(np.float32)  # at most CELL² x 765: fits in uint16
+    share_cells = _cells(shared.astype(np.uint16)).astype(np.float32)
     decided = np.zeros(share_cells.shape, bool)
     ok = np.zeros(share_cells.shape, bool)
     for radius in AGREE_RADII:
@@ -211,6 +231,7 @@ class TemporalForeground(Generic[Extra]):
         self.radius = radius
         self._frames: list[np.ndarray] = []
         self._alphas: list[np.ndarray] = []
+        self._clears: list[np.ndarray] = []
         self._extras: list[Extra] = []
         self._next = 0  # position in the lists of the next frame to hand out
 
@@ -219,6 +240,7 @@ class TemporalForeground(Generic[Extra]):
     ) -> list[tuple[np.ndarray, np.ndarray, Extra]]:
         self._frames.append(rgb.copy())
         self._alphas.append(alpha.copy())
+        self._clears.append(clear_background(alpha))
         self._extras.append(extra)
         ready = []
         while self._next + self.radius < len(self._frames):
@@ -240,16 +262,18 @@ class TemporalForeground(Generic[Extra]):
     def clear(self) -> None:
         self._frames.clear()
         self._alphas.clear()
+        self._clears.clear()
         self._extras.clear()
         self._next = 0
 
     def _emit(self) -> tuple[np.ndarray, np.ndarray, Extra]:
         t = self._next
-        colour = temporal_foreground(self._frames, self._alphas, t)
+        colour = temporal_foreground(self._frames, self._alphas, t, self._clears)
         out = (colour, self._alphas[t], self._extras[t])
         self._next += 1
         drop = self._next - self.radius  # frames no later frame needs any more
         if drop > 0:
-            del self._frames[:drop], self._alphas[:drop], self._extras[:drop]
+            del self._frames[:drop], self._alphas[:drop], self._clears[:drop]
+            del self._extras[:drop]
             self._next -= drop
         return out
