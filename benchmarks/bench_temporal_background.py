@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from functools import partial
@@ -40,6 +41,7 @@ sys.path.insert(0, str(REPO))
 
 from bench_foreground import _prores_per_frame  # noqa: E402
 
+from sam2_matting.export import open_writer  # noqa: E402
 from sam2_matting.export.background_plate import (  # noqa: E402
     RADIUS,
     background_from_frames,
@@ -107,6 +109,24 @@ def _score(clip: TruthClip, mattes: np.ndarray, clocks: dict[str, list[float]]) 
     return [*means, trusted_share / len(frames), b_err / max(1, b_frames)]
 
 
+def _writer_modes(size: tuple[int, int], frames: int) -> list[float]:
+    """Wall and CPU ms per frame of the ProRes writer with each colour (``open_writer``, as an
+    export runs it: ``temporal`` with its window of ``2 * RADIUS + 1`` frames), on ``frames``
+    frames of the first held-out clip over a still background, its coarse α."""
+    clip = next(truth_clips("heldout", size=size, frames=frames, count=1, static=True))
+    alphas = [quantize(m) for m in clip.coarse]
+    out = []
+    for mode in COLOURS:
+        with tempfile.TemporaryDirectory() as tmp:
+            writer = open_writer("prores", Path(tmp) / "x.mov", size[1], size[0], foreground=mode)
+            wall, cpu = time.perf_counter(), time.process_time()
+            with writer:
+                for rgb, alpha in zip(clip.frames, alphas, strict=True):
+                    writer.write(rgb, alpha)
+            out += [(time.perf_counter() - wall) / frames, (time.process_time() - cpu) / frames]
+    return [v * 1e3 for v in out]
+
+
 def _row(size: int, variant: str, name: str, matte: str, v: list[float]) -> str:
     cells = [f"{size}p", variant, name, f"{matte} α"]
     for j in (0, 1):  # green, image
@@ -124,12 +144,26 @@ def main() -> None:
     parser.add_argument(
         "--writer-frames", type=int, default=10, help="frames the ProRes writer times"
     )
+    parser.add_argument(
+        "--export-frames", type=int, default=24, help="frames of the writer timing by colour"
+    )
+    parser.add_argument("--writer-only", action="store_true", help="only the writer timing")
     args = parser.parse_args()
     print(f"load average at the start: {os.getloadavg()[0]:.1f}", flush=True)
     rows: list[str] = []
     summary: list[str] = []
     times: list[str] = []
+    writer_times: list[str] = []
     for key in (int(s) for s in args.sizes.split(",")):
+        ms = _writer_modes(SIZES[key], args.export_frames)
+        writer_times.append(
+            f"| {key}p | "
+            + " | ".join(f"{ms[2 * i]:.0f} | {ms[2 * i + 1]:.0f}" for i in range(3))
+            + f" | {ms[2] / ms[0]:.2f} | {ms[4] / ms[0]:.2f} |"
+        )
+        print(writer_times[-1], flush=True)
+        if args.writer_only:
+            continue
         clocks = {"estimate": [0.0, 0.0], "temporal": [0.0, 0.0], "frames": [0.0]}
         first: TruthClip | None = None
         for variant in ("moving", "static"):
@@ -189,6 +223,13 @@ def main() -> None:
     print("\ntime per frame\n\n" + head)
     print("|---" * (head.count("|") - 1) + "|")
     print("\n".join(times))
+    head = (
+        "| size | ProRes + source wall ms | CPU ms | + estimate wall ms | CPU ms"
+        " | + temporal wall ms | CPU ms | estimate ÷ source (wall) | temporal ÷ source (wall) |"
+    )
+    print(f"\nProRes writer per frame by colour ({args.export_frames} frames)\n\n" + head)
+    print("|---" * (head.count("|") - 1) + "|")
+    print("\n".join(writer_times))
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
 
 

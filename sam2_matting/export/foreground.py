@@ -4,6 +4,7 @@
 
     fgr = estimate_foreground(rgb, alpha)      # (H, W, 3) uint8; rgb except where 0 < alpha < 255
     parse_foreground("estimate")               # "estimate"; InvalidInputError for anything else
+    # "temporal": sam2_matting.export.background_plate (needs the frames around)
 
 A semi-transparent pixel of the source is a mix ``I = αF + (1 - α)B`` of the object's colour
 ``F`` and the old background ``B``. Using ``I`` itself as the colour (``foreground="source"``)
@@ -18,6 +19,15 @@ Foreground Estimation", ICPR 2020), which minimises
 over a pyramid from 1×1 up to the full size (4-neighbourhood, each level started from the one
 below, a few sweeps per level). This is our own NumPy implementation, written from the paper:
 no JIT, no compilation at start-up, so the first frame costs what every frame costs.
+
+``"temporal"`` is the same solve with the background under the soft pixels taken from the
+frames around where they show it and agree with this frame, B held fixed there
+(:mod:`~sam2_matting.export.background_plate`; the writers keep a window of 13 frames for it).
+It is not the default: on the known-truth clips it lowers the composite error by 31-34 % with
+the true matte over a still background and by 6 % over moving footage, but by only 0.5-2.5 %
+with SAM 2's coarse matte, is not lower on every figure (within +0.3 %), and costs about three
+times the single-frame estimate per frame (``docs/benchmarks.md``,
+``benchmarks/bench_temporal_background.py``). Ask for it for footage from a still camera.
 
 Only pixels with ``0 < α < 255`` change; every other pixel is the source pixel. The work is
 restricted to them: the frame is cropped to the box around the soft pixels (plus
@@ -51,7 +61,8 @@ __all__ = [
 FOREGROUND_MODES = ("source", "estimate", "temporal")
 # chosen by benchmarks/bench_foreground.py (docs/benchmarks.md): on the known-truth clips, lower
 # composite error on 22 of 24 rows (true and coarse mattes, 720p and 1080p), at 0.56-0.77x the
-# ProRes writer's per-frame cost.
+# ProRes writer's per-frame cost. Not "temporal": see the module docstring and
+# benchmarks/bench_temporal_background.py.
 DEFAULT_FOREGROUND = "estimate"
 
 MARGIN = 32  # pixels of context kept around the soft pixels' box
