@@ -160,16 +160,30 @@ def test_parse_foreground_knows_temporal() -> None:
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, list[np.ndarray]]]:
-    """The static sequence as a lossless video, and the sequence."""
+    """The static sequence as a lossless video with AAC sound, and the sequence."""
     seq = _sequence()
     path = tmp_path_factory.mktemp("plate") / "still.mov"
     with av.open(str(path), "w") as container:
         stream = container.add_stream("png", rate=10)
         stream.width, stream.height, stream.pix_fmt = W, H, "rgb24"
+        audio = container.add_stream("aac", rate=44100)
+        audio.layout = "stereo"
+        wave = np.sin(np.arange(44100 * T // 10) * 0.06).astype(np.float32) * 0.3
+        for start in range(0, wave.size, 1024):
+            chunk = np.ascontiguousarray(np.stack([wave[start : start + 1024]] * 2))
+            sound = av.AudioFrame.from_ndarray(chunk, format="fltp", layout="stereo")
+            sound.sample_rate, sound.pts = 44100, start
+            container.mux(audio.encode(sound))
+        container.mux(audio.encode(None))
         for rgb in seq["frames"]:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
         container.mux(stream.encode(None))
     return path, seq
+
+
+def _audio_packets(path: Path) -> list[bytes]:
+    with av.open(str(path)) as container:
+        return [bytes(p) for p in container.demux(container.streams.audio[0]) if p.size]
 
 
 def _png_frames(path: Path) -> list[np.ndarray]:
@@ -193,10 +207,14 @@ def test_export_with_temporal_writes_the_window_estimate(
         assert np.array_equal(rgba[..., 3], seq["alphas"][t])
     hard = (seq["alphas"][4] == 0) | (seq["alphas"][4] == 255)
     assert np.array_equal(out[4][..., :3][hard], seq["frames"][4][hard])
+    # the window holds frames back; every frame still reaches the muxer with its timestamp,
+    # and the sound is copied as it was
     for fmt, name in (("prores", "p.mov"), ("composite", "c.mp4")):
         video = export_video(path, mattes, tmp_path / name, fmt, foreground="temporal")
         with av.open(str(video)) as container:
-            assert sum(1 for _ in container.decode(video=0)) == T
+            times = [f.time for f in container.decode(video=0)]
+        assert times == pytest.approx([t / 10 for t in range(T)])
+        assert _audio_packets(video) == _audio_packets(path) != []
     with pytest.raises(InvalidInputError, match="foreground must be one of"):
         export_video(path, mattes, tmp_path / "x.zip", "png-zip", foreground="plate")
     assert not (tmp_path / "x.zip").exists()
