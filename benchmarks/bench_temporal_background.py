@@ -17,6 +17,9 @@ Composite error x1e-3 over green and over a frame of unused footage
 ``trusted`` is the share of the soft pixels whose background came from other frames and
 ``B err`` the mean error of that background (levels) against the true one.
 
+``--closed-form`` compares, instead, the solve with B held (what the mode does) with the closed
+form ``F = (I - (1 - α)B) / α`` at the trusted pixels (held-out clips only).
+
 Time per frame (wall and CPU, mean over every scored frame of a size): ``estimate`` and
 ``temporal`` (plate plus solve), next to the ProRes writer's per-frame cost at that size
 (``open_writer`` writing ``--writer-frames`` frames, straight colour), in the same run.
@@ -127,6 +130,36 @@ def _writer_modes(size: tuple[int, int], frames: int) -> list[float]:
     return [v * 1e3 for v in out]
 
 
+def _closed_form(size: tuple[int, int], count: int, frames: int) -> list[str]:
+    """Rows: the solve with B held (the mode) against the closed form ``F = (I - (1 - α)B) / α``
+    at the trusted pixels (today's estimate elsewhere); mean composite error of green and
+    image, held-out clips, both backgrounds and mattes."""
+    rows = []
+    for static in (False, True):
+        for clip in truth_clips("heldout", size=size, frames=frames, count=count, static=static):
+            for matte_name, mattes in (("true", clip.alpha), ("coarse", clip.coarse)):
+                frames_, alphas = list(clip.frames), [quantize(m) for m in mattes]
+                clears = _clears(alphas)
+                sums = np.zeros(2)
+                for t in range(len(frames_)):
+                    solved, plate, trusted = _temporal(frames_, alphas, clears, t)
+                    a = alphas[t][..., None] / 255.0
+                    closed = estimate_foreground(frames_[t], alphas[t])
+                    direct = (frames_[t] - (1 - a) * plate) / np.maximum(a, 1 / 255)
+                    closed[trusted] = np.clip(np.rint(direct), 0, 255).astype(np.uint8)[trusted]
+                    for i, c in enumerate((solved, closed)):
+                        for g in (GREEN, clip.image_bg):
+                            sums[i] += composite_error(
+                                alphas[t], c, clip.alpha[t], clip.fg[t], g
+                            ) / (2 * len(frames_))
+                rows.append(
+                    f"| {size[0]}p | {clip.name} | {matte_name} α | {sums[0]:.4f} | {sums[1]:.4f}"
+                    f" | {sums[1] / sums[0] - 1:+.1%} |"
+                )
+                print(rows[-1], flush=True)
+    return rows
+
+
 def _row(size: int, variant: str, name: str, matte: str, v: list[float]) -> str:
     cells = [f"{size}p", variant, name, f"{matte} α"]
     for j in (0, 1):  # green, image
@@ -148,7 +181,16 @@ def main() -> None:
         "--export-frames", type=int, default=24, help="frames of the writer timing by colour"
     )
     parser.add_argument("--writer-only", action="store_true", help="only the writer timing")
+    parser.add_argument(
+        "--closed-form", action="store_true", help="only: the solve against the closed form"
+    )
     args = parser.parse_args()
+    if args.closed_form:
+        closed = [r for key in args.sizes.split(",") for r in
+                  _closed_form(SIZES[int(key)], args.count, args.frames)]  # fmt: skip
+        head = "| size | clip | matte | solve, B held | closed form | closed ÷ solve |"
+        print("\n" + head + "\n" + "|---" * (head.count("|") - 1) + "|\n" + "\n".join(closed))
+        return
     print(f"load average at the start: {os.getloadavg()[0]:.1f}", flush=True)
     rows: list[str] = []
     summary: list[str] = []
