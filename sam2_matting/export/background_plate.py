@@ -37,9 +37,10 @@ single-frame estimate. Pixels with alpha 0 or 255 are the source's, as in every 
 
 :class:`TemporalForeground` is the bounded window the export writers keep for this mode: a
 frame's colour is computed once the :data:`RADIUS` frames after it have arrived (or at the
-end), so it holds at most ``2 * RADIUS + 1`` frames and their mattes: 2x6+1 = 13 frames, about
-105 MB at 1920x1080 (8 MB a frame with its matte), 47 MB at 1280x720. Measured against the
-single-frame estimate in ``docs/benchmarks.md`` (``benchmarks/bench_temporal_background.py``):
+end), so it holds at most ``2 * RADIUS + 1`` frames and their mattes: 2x6+1 = 13 frames,
+about 135 MB at 1920x1080 (10.4 MB a frame: the frame, its matte and its clear-background
+mask), 60 MB at 1280x720. Measured against the single-frame estimate in ``docs/benchmarks.md``
+(``benchmarks/bench_temporal_background.py``):
 over a still background 31-34 % lower composite error with the true matte and 2.5 % with SAM 2's
 coarse one; over moving footage 6 % and 0.5 % (little is trusted there, so it is mostly today's
 estimate); about three times the estimate's cost per frame. So ``estimate`` stays the default

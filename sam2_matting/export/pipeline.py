@@ -16,7 +16,7 @@ in :mod:`~sam2_matting.export.source`; this module checks the options, opens the
 owns cancel, progress and the clean-up on error. Nothing is kept from frame to frame, so memory does
 not grow with the video's length, and ``mattes`` is consumed lazily (a generator is fine); the one
 exception is ``foreground="temporal"``, whose writer keeps a bounded window of 13 frames and their
-mattes (:mod:`~sam2_matting.export.background_plate`: about 105 MB at 1080p).
+mattes (:mod:`~sam2_matting.export.background_plate`: about 135 MB at 1080p).
 
 Frame ``i`` is frame ``i`` of a session on the same file: the video stream, the frames and
 their numbering follow :mod:`sam2_matting.frame_index` (cover art skipped, frames numbered by
