@@ -61,7 +61,7 @@ class ExportJob:
     file: Path | None = None
     finished_at: float | None = None
     owner: str | None = None  # the client of the session (per-client tokens), else None
-    foreground: str = DEFAULT_FOREGROUND  # estimate | source (sam2_matting.export.foreground)
+    foreground: str = DEFAULT_FOREGROUND  # estimate | temporal | source (export.foreground)
     cancel: CancelToken = field(default_factory=CancelToken)
 
     @property
@@ -119,7 +119,7 @@ class ExportJobs:
         """Queue an export of ``entry``'s computed mattes (the union of ``object_ids``).
 
         ``background`` is a checked ``BackgroundSpec`` (composite only) or None;
-        ``foreground`` ``"estimate"`` (None: the default) or ``"source"``.
+        ``foreground`` ``"estimate"`` (None: the default), ``"temporal"`` or ``"source"``.
         """
         spec = get_format(fmt)
         mode = parse_foreground(foreground)

@@ -14,7 +14,11 @@ PNG export: the colour with its matte, for the page to draw over a checkerboard 
 
 Parameters: ``bg`` ``RRGGBB`` (``#`` optional; default ``00ff00``, the export's green) or
 ``none``; ``objects`` comma-separated object ids (default: every object); ``foreground``
-``estimate`` (default) or ``source``. Without ``objects``, a frame without mattes is the
+``estimate`` (default), ``temporal`` or ``source``. ``temporal`` is drawn with the single-frame
+estimate (the export's colour wherever no other frame shows the background): the temporal one
+would decode and match the 12 frames around this one, several times this route's budget of a few
+hundred ms on a frame, for a difference that is small on moving footage (docs/benchmarks.md).
+Without ``objects``, a frame without mattes is the
 background alone, as in the export; an object named in ``objects`` without a matte on the frame
 is 404 ``NOT_FOUND`` (the page still shows mattes a later click made the service drop, and
 keeps its own composite then). Bad parameters or a frame outside the video are 400 with the
@@ -98,9 +102,10 @@ def parse_request(frame: str, args: Any) -> PreviewRequest:
                 f"objects must be object ids separated by commas, got {objects_text[:40]!r}"
             )
         object_ids = tuple(sorted({int(p) for p in parts}))
-    return PreviewRequest(
-        int(frame), object_ids, background, parse_foreground(args.get("foreground"))
-    )
+    foreground = parse_foreground(args.get("foreground"))
+    if foreground == "temporal":  # drawn from this frame alone: the module docstring says why
+        foreground = "estimate"
+    return PreviewRequest(int(frame), object_ids, background, foreground)
 
 
 def preview_image(

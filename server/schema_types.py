@@ -259,7 +259,8 @@ class ExportMatteInput:
         default=None,
         description=(
             "colour where 0 < alpha < 255: estimate (the default: the object's own colour, "
-            "estimated from the frame and the matte) or source (the source pixel); "
+            "estimated from the frame and the matte), temporal (the same with the background "
+            "seen in the frames around) or source (the source pixel); "
             "ignored by the alpha format"
         ),
     )

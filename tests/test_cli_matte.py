@@ -93,7 +93,7 @@ def test_bad_input_is_one_line_and_writes_nothing(
 
 def test_foreground_source_and_estimate_differ_only_where_soft(tiny_model, clip, tmp_path) -> None:
     frames = {}
-    for mode in ("source", "estimate"):
+    for mode in ("source", "estimate", "temporal"):
         out = tmp_path / f"{mode}.zip"
         done = _matte(
             tiny_model, str(clip), "--point", "100,80", "--format", "png-zip",
@@ -102,8 +102,10 @@ def test_foreground_source_and_estimate_differ_only_where_soft(tiny_model, clip,
         assert done.returncode == 0, done.stderr
         with zipfile.ZipFile(out) as z:
             frames[mode] = [np.asarray(Image.open(z.open(n))) for n in sorted(z.namelist())]
-    for source, estimate in zip(frames["source"], frames["estimate"], strict=True):
-        alpha = source[..., 3]
-        assert np.array_equal(alpha, estimate[..., 3])
-        hard = (alpha == 0) | (alpha == 255)
-        assert np.array_equal(source[hard], estimate[hard])
+    for mode in ("estimate", "temporal"):
+        assert len(frames[mode]) == len(frames["source"])
+        for source, estimate in zip(frames["source"], frames[mode], strict=True):
+            alpha = source[..., 3]
+            assert np.array_equal(alpha, estimate[..., 3])
+            hard = (alpha == 0) | (alpha == 255)
+            assert np.array_equal(source[hard], estimate[hard])

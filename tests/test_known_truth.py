@@ -122,6 +122,21 @@ def test_splits_use_apart_footage_and_are_seeded(clips: list[TruthClip]) -> None
         next(truth_clips("test"))
 
 
+def test_static_variant_holds_the_background_still(clips: list[TruthClip]) -> None:
+    moving = clips[0]
+    still = next(truth_clips("heldout", size=SIZE, frames=4, seed=0, count=1, static=True))
+    assert still.name == moving.name + "-static" and still.sources == moving.sources
+    np.testing.assert_array_equal(still.alpha, moving.alpha)
+    np.testing.assert_array_equal(still.fg, moving.fg)
+    # every frame is the moving clip's first background frame plus noise of about 1.5 levels
+    noise = still.bg.astype(np.float32) - moving.bg[0]
+    assert abs(float(noise.mean())) < 0.2 and 1.0 < float(noise.std()) < 2.0
+    assert (still.bg[1] != still.bg[0]).any()  # fresh sensor noise in every frame
+    a = still.alpha[..., None]
+    composite = a * still.fg + (1 - a) * still.bg
+    assert np.abs(composite - still.frames).max() <= 0.5 + 1e-3
+
+
 def test_missing_footage_is_one_clear_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match=r"known-truth footage \S+\.mp4 not found in "):
         next(truth_clips("heldout", size=(32, 32), frames=1, sources=[tmp_path]))

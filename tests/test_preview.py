@@ -212,4 +212,6 @@ def test_parse_request_defaults_are_the_exports() -> None:
     )  # fmt: skip
     req = parse_request("0", {"bg": "#FF0080", "objects": "3, 1,3", "foreground": "Source"})
     assert (req.object_ids, req.background, req.foreground) == ((1, 3), (255, 0, 128), "source")
+    # the still preview draws the temporal mode with the single-frame estimate
+    assert parse_request("0", {"foreground": "temporal"}).foreground == "estimate"
     assert parse_request("0", {"bg": "none"}).background is None

@@ -481,7 +481,7 @@ def test_token_production_mode_and_expiry(tiny_model, shared_videos, tmp_path) -
         stop(s)
 
 
-def test_export_foreground_estimate_or_source(server: Server) -> None:
+def test_export_foreground_estimate_temporal_or_source(server: Server) -> None:
     import io
     import zipfile
 
@@ -491,7 +491,7 @@ def test_export_foreground_estimate_or_source(server: Server) -> None:
     server.click(sid, frame=0, obj=1)
     _multipart(server.stream({"session_id": sid, "direction": "forward", "max_frames": 3}))
     last = {}
-    for mode in ("source", None, "estimate"):
+    for mode in ("source", None, "estimate", "temporal"):
         options = {"sessionId": sid, "format": "png-zip"}
         if mode is not None:
             options["foreground"] = mode
@@ -504,6 +504,8 @@ def test_export_foreground_estimate_or_source(server: Server) -> None:
     hard = (alpha == 0) | (alpha == 255)
     assert np.array_equal(last[None], last["estimate"])  # estimate is the default
     assert np.array_equal(last["source"][hard], last["estimate"][hard])
+    assert np.array_equal(last["source"][hard], last["temporal"][hard])
+    assert np.array_equal(last["source"][..., 3], last["temporal"][..., 3])
     bad = server.gql(EXPORT, {"input": {"sessionId": sid, "format": "prores", "foreground": "x"}})
     assert bad["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
     assert "foreground must be one of" in bad["errors"][0]["message"]

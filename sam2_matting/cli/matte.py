@@ -13,7 +13,9 @@ Prompts belong to the latest ``--object`` (default 1) and ``--frame`` (default 0
 are exported as one matte (their union) unless ``--export-object`` picks some. With several
 formats ``--out`` is a base name and each format adds its extension. ``--foreground estimate``
 (the default) writes the object's own colour, estimated from the frame and the matte, where the
-matte is semi-transparent; ``source`` keeps the source pixel there (old background included).
+matte is semi-transparent; ``temporal`` does the same with the background under the soft pixels
+taken from the frames around (within 6) where they show it (a camera on a tripod); ``source``
+keeps the source pixel there (old background included).
 The model options are the ones of ``evaluate`` and ``serve``.
 
 ``--prompts FILE`` replays a prompts file (docs/prompts-file.md: saved by the page, the service
@@ -129,7 +131,8 @@ def register(sub: Any) -> None:
         "--foreground",
         metavar=value_set(FOREGROUND_MODES),
         default=DEFAULT_FOREGROUND,
-        help="colour where 0 < alpha < 255: the estimated object colour or the source pixel "
+        help="colour where 0 < alpha < 255: the estimated object colour, the same with the "
+        "background seen in the frames around (temporal), or the source pixel "
         f"(default: {DEFAULT_FOREGROUND}; ignored by the alpha format)",
     )
     out.add_argument(

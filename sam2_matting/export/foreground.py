@@ -4,6 +4,7 @@
 
     fgr = estimate_foreground(rgb, alpha)      # (H, W, 3) uint8; rgb except where 0 < alpha < 255
     parse_foreground("estimate")               # "estimate"; InvalidInputError for anything else
+    # "temporal": sam2_matting.export.background_plate (needs the frames around)
 
 A semi-transparent pixel of the source is a mix ``I = αF + (1 - α)B`` of the object's colour
 ``F`` and the old background ``B``. Using ``I`` itself as the colour (``foreground="source"``)
@@ -18,6 +19,15 @@ Foreground Estimation", ICPR 2020), which minimises
 over a pyramid from 1×1 up to the full size (4-neighbourhood, each level started from the one
 below, a few sweeps per level). This is our own NumPy implementation, written from the paper:
 no JIT, no compilation at start-up, so the first frame costs what every frame costs.
+
+``"temporal"`` is the same solve with the background under the soft pixels taken from the
+frames around where they show it and agree with this frame, B held fixed there
+(:mod:`~sam2_matting.export.background_plate`; the writers keep a window of 13 frames for it).
+It is not the default: on the known-truth clips it lowers the composite error by 31-34 % with
+the true matte over a still background and by 6 % over moving footage, but by only 0.5-2.5 %
+with SAM 2's coarse matte, is not lower on every figure (within +0.3 %), and costs about three
+times the single-frame estimate per frame (``docs/benchmarks.md``,
+``benchmarks/bench_temporal_background.py``). Ask for it for footage from a still camera.
 
 Only pixels with ``0 < α < 255`` change; every other pixel is the source pixel. The work is
 restricted to them: the frame is cropped to the box around the soft pixels (plus
@@ -48,10 +58,11 @@ __all__ = [
     "parse_foreground",
 ]
 
-FOREGROUND_MODES = ("source", "estimate")
+FOREGROUND_MODES = ("source", "estimate", "temporal")
 # chosen by benchmarks/bench_foreground.py (docs/benchmarks.md): on the known-truth clips, lower
 # composite error on 22 of 24 rows (true and coarse mattes, 720p and 1080p), at 0.56-0.77x the
-# ProRes writer's per-frame cost.
+# ProRes writer's per-frame cost. Not "temporal": see the module docstring and
+# benchmarks/bench_temporal_background.py.
 DEFAULT_FOREGROUND = "estimate"
 
 MARGIN = 32  # pixels of context kept around the soft pixels' box
@@ -78,8 +89,11 @@ def parse_foreground(value: object) -> str:
 
 
 def foreground_colour(rgb: np.ndarray, alpha: np.ndarray, mode: str) -> np.ndarray:
-    """The colour an export writes for ``mode``: ``rgb`` itself, or its estimate."""
-    return estimate_foreground(rgb, alpha) if mode == "estimate" else rgb
+    """The colour an export writes for ``mode`` from this one frame: ``rgb`` itself, or its
+    estimate. ``"temporal"`` needs the frames around this one
+    (:class:`~sam2_matting.export.background_plate.TemporalForeground`); from one frame alone
+    it is the single-frame estimate."""
+    return rgb if mode == "source" else estimate_foreground(rgb, alpha)
 
 
 def estimate_foreground(
@@ -89,13 +103,18 @@ def estimate_foreground(
     iterations: int = ITERATIONS,
     epsilon: float = EPSILON,
     gamma: float = GAMMA,
+    background: np.ndarray | None = None,
+    known: np.ndarray | None = None,
 ) -> np.ndarray:
     """The foreground colour of ``rgb`` (H, W, 3) uint8 under ``alpha`` (H, W) uint8.
 
     Returns a new (H, W, 3) uint8 array equal to ``rgb`` except where ``0 < alpha < 255``,
     where it holds the estimated ``F`` (rounded, within 0-255); ``rgb`` itself when no pixel
     is soft. ``iterations``, ``epsilon``, ``gamma``: sweeps at the full size and the two
-    smoothness weights (ε, γ) of the cost above.
+    smoothness weights (ε, γ) of the cost above. ``background`` (H, W, 3) uint8 with
+    ``known`` (H, W) bool: a background colour known from elsewhere (e.g. other frames, see
+    :mod:`~sam2_matting.export.background_plate`); at the ``known`` pixels B is held at it at
+    every level and only F is solved for (the cost above with B fixed), elsewhere both are.
     """
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         raise InvalidInputError(f"rgb must be uint8 (H, W, 3), got {rgb.dtype} {rgb.shape}")
@@ -113,8 +132,16 @@ def estimate_foreground(
     left, right = max(0, cols[0] - MARGIN), min(width, cols[-1] + 1 + MARGIN)
     box = (slice(top, bottom), slice(left, right))
     image = rgb[box].astype(np.float32) * np.float32(1 / 255)
+    fixed = None
+    if background is not None and known is not None and known[box].any():
+        fixed = (background[box].astype(np.float32) * np.float32(1 / 255), known[box])
     fg = _multilevel(
-        image, alpha[box].astype(np.float32) * np.float32(1 / 255), iterations, epsilon, gamma
+        image,
+        alpha[box].astype(np.float32) * np.float32(1 / 255),
+        iterations,
+        epsilon,
+        gamma,
+        fixed,
     )
     out = rgb.copy()
     crop = out[box]
@@ -124,9 +151,15 @@ def estimate_foreground(
 
 
 def _multilevel(
-    image: np.ndarray, alpha: np.ndarray, iterations: int, epsilon: float, gamma: float
+    image: np.ndarray,
+    alpha: np.ndarray,
+    iterations: int,
+    epsilon: float,
+    gamma: float,
+    fixed: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
-    """F (h, w, 3) float32 for ``image`` (h, w, 3) and ``alpha`` (h, w), both in [0, 1]."""
+    """F (h, w, 3) float32 for ``image`` (h, w, 3) and ``alpha`` (h, w), both in [0, 1];
+    ``fixed``: (B (h, w, 3) in [0, 1], where it is known (h, w) bool) or None."""
     height, width = alpha.shape
     levels = max(1, math.ceil(math.log2(max(height, width))))
     mean = image.mean(axis=(0, 1), dtype=np.float64).astype(np.float32)
@@ -139,6 +172,11 @@ def _multilevel(
         img = image if level == levels else _resize(image, ys, xs)
         a = alpha if level == levels else _resize(alpha, ys, xs)
         fb = _resize(fb, _nearest(h, fb.shape[0]), _nearest(w, fb.shape[1]))
+        known = None
+        if fixed is not None:
+            known = fixed[1] if level == levels else _resize(fixed[1], ys, xs)
+            b = fixed[0] if level == levels else _resize(fixed[0], ys, xs)
+            np.copyto(fb[..., 3:], b, where=known[..., None])
         sweeps = (
             iterations
             if level == levels
@@ -153,7 +191,7 @@ def _multilevel(
             np.copyto(fb[..., :3], img, where=opaque[..., None])
             np.copyto(fb[..., 3:], img, where=clear[..., None])
             active = ndimage.binary_dilation(~(opaque | clear), iterations=RING)
-        _sweep(fb, img, a, active, sweeps, epsilon, gamma)
+        _sweep(fb, img, a, active, sweeps, epsilon, gamma, known)
     return fb[..., :3]
 
 
@@ -175,12 +213,15 @@ def _sweep(
     sweeps: int,
     epsilon: float,
     gamma: float,
+    known: np.ndarray | None = None,
 ) -> None:
     """``sweeps`` red-black Gauss-Seidel sweeps over the ``active`` pixels of ``fb``, in place.
 
     Per pixel, with neighbour weights ``w_j = ε + γ|α - α_j|`` and ``W = Σ w_j``, the cost's
     minimum over (F, B) with the neighbours held solves the 2x2 system
     ``[[α² + W, α(1-α)], [α(1-α), (1-α)² + W]] [F, B] = [αI + Σ w_j F_j, (1-α)I + Σ w_j B_j]``.
+    Where ``known`` (h, w) bool is set, B stays as ``fb`` holds it and only F moves:
+    ``F = (α(I - (1-α)B) + Σ w_j F_j) / (α² + W)``.
     """
     h, w = alpha.shape
     ys, xs = np.nonzero(active)
@@ -208,12 +249,26 @@ def _sweep(
         det = total * (a * a + a1 * a1 + total)  # the system's determinant, without cancelling
         pixel = flat_i[index]
         rhs0 = np.concatenate((a[:, None] * pixel, a1[:, None] * pixel), axis=1)
+        d_ff, d_bb, d_fb = (a * a + total) / det, (a1 * a1 + total) / det, a * a1 / det
+        offset = None
+        if known is not None and known.reshape(-1)[index].any():
+            # B known: F = (r_F - α(1-α)B) / (α² + W) and B stays, as coefficients of the
+            # same update plus a constant per pixel (no indexing inside the sweeps)
+            k = known.reshape(-1)[index]
+            b = flat[index[k], 3:]
+            ak = a[k]
+            d_bb[k] = 1 / (ak * ak + total[k])
+            d_fb[k] = 0
+            d_ff[k] = 0
+            offset = np.zeros((index.size, 6), np.float32)
+            offset[k, :3] = -(ak * (1 - ak) * d_bb[k])[:, None] * b
+            offset[k, 3:] = b
         groups.append(
-            (index, nbrs, weight[..., None], ((a * a + total) / det)[:, None],
-             ((a1 * a1 + total) / det)[:, None], (a * a1 / det)[:, None], rhs0)
+            (index, nbrs, weight[..., None], d_ff[:, None], d_bb[:, None], d_fb[:, None], rhs0,
+             offset)
         )  # fmt: skip
     for _ in range(sweeps):
-        for index, nbrs, weight, d_ff, d_bb, d_fb, rhs0 in groups:
+        for index, nbrs, weight, d_ff, d_bb, d_fb, rhs0, offset in groups:
             near = np.take(flat, nbrs, axis=0)  # (4, K, 6)
             near *= weight
             rhs = near.sum(axis=0)
@@ -222,5 +277,7 @@ def _sweep(
             out = np.empty_like(rhs)
             np.subtract(d_bb * r_f, d_fb * r_b, out=out[:, :3])
             np.subtract(d_ff * r_b, d_fb * r_f, out=out[:, 3:])
+            if offset is not None:
+                out += offset
             np.clip(out, 0, 1, out=out)
             flat[index] = out

@@ -14,7 +14,9 @@ packets go to the writer as they are demuxed (copied or re-encoded, see
 :mod:`~sam2_matting.export.video_writer`). The reading of the source and of the mattes lives
 in :mod:`~sam2_matting.export.source`; this module checks the options, opens the writer and
 owns cancel, progress and the clean-up on error. Nothing is kept from frame to frame, so memory does
-not grow with the video's length, and ``mattes`` is consumed lazily (a generator is fine).
+not grow with the video's length, and ``mattes`` is consumed lazily (a generator is fine); the one
+exception is ``foreground="temporal"``, whose writer keeps a bounded window of 13 frames and their
+mattes (:mod:`~sam2_matting.export.background_plate`: about 135 MB at 1080p).
 
 Frame ``i`` is frame ``i`` of a session on the same file: the video stream, the frames and
 their numbering follow :mod:`sam2_matting.frame_index` (cover art skipped, frames numbered by
@@ -84,7 +86,8 @@ def open_writer(
     ``premultiplied`` for the formats that take it; ``background`` for ``composite`` only;
     ``audio`` an ``av.AudioStream`` of an open input whose packets you pass to
     :meth:`~ExportWriter.write_audio` (ignored by the PNG formats); ``foreground``
-    ``"estimate"`` (None: the default) or ``"source"``, see :func:`export_video`.
+    ``"estimate"`` (None: the default), ``"temporal"`` or ``"source"``, see
+    :func:`export_video`.
     """
     spec = get_format(fmt)
     _check_options(spec, premultiplied, background)
@@ -156,8 +159,11 @@ def export_video(
     ``threading.Event``, ``.is_set()``). ``progress(done, total)``: called after every frame,
     ``total`` being the source's frame count. ``foreground``: the colour of semi-transparent
     pixels (0 < alpha < 255) in every format but ``alpha``: ``"estimate"`` (None: the default)
-    the object's own colour estimated from the frame and the matte, ``"source"`` the source
-    pixel (see :mod:`~sam2_matting.export.foreground`); other pixels are the source's either way.
+    the object's own colour estimated from the frame and the matte, ``"temporal"`` the same
+    with the background under the soft pixels taken from the frames around where they show it
+    and agree with this one (:mod:`~sam2_matting.export.background_plate`; the single-frame
+    estimate wherever they do not), ``"source"`` the source pixel (see
+    :mod:`~sam2_matting.export.foreground`); other pixels are the source's in every mode.
 
     The output is written under a temporary name and renamed onto ``out_path`` at the end; on
     cancel (:class:`~sam2_matting.errors.CancelledError`) or any error the temporary output is

@@ -38,6 +38,7 @@ import av
 import numpy as np
 
 from sam2_matting.errors import InvalidInputError, VideoError
+from sam2_matting.export.background_plate import TemporalForeground
 from sam2_matting.export.foreground import DEFAULT_FOREGROUND, foreground_colour
 from sam2_matting.export.formats import ExportFormat
 from sam2_matting.export.render import rgba
@@ -61,9 +62,13 @@ class ExportWriter:
 
     Attributes: ``format`` (:class:`ExportFormat`), ``path`` (the final output),
     ``temp_path`` (where it is written until :meth:`close`), ``width``/``height`` (of the
-    frames passed to :meth:`write`), ``frames_written``, ``foreground`` (``"estimate"`` or
-    ``"source"``: the colour written where 0 < alpha < 255, for the formats that carry colour;
-    see :mod:`~sam2_matting.export.foreground`). Use it as a context manager, or call
+    frames passed to :meth:`write`), ``frames_written``, ``foreground`` (``"estimate"``,
+    ``"source"`` or ``"temporal"``: the colour written where 0 < alpha < 255, for the formats
+    that carry colour; see :mod:`~sam2_matting.export.foreground`). With ``"temporal"`` a
+    frame is encoded once the frames after it that its background estimate looks at have
+    arrived (:data:`~sam2_matting.export.background_plate.RADIUS`, or at :meth:`close`), from
+    copies of the arrays: :meth:`write` may return before its frame is encoded and
+    ``frames_written`` counts the frames encoded so far. Use it as a context manager, or call
     :meth:`close` at the end and :meth:`abort` on failure.
     """
 
@@ -77,6 +82,8 @@ class ExportWriter:
         self.path = Path(path)
         self.width, self.height = width, height
         self.frames_written = 0
+        self._received = 0
+        self._window: TemporalForeground[tuple[int, int | None]] = TemporalForeground()
         self._finished = False
         parent = self.path.parent
         if not parent.is_dir():
@@ -119,9 +126,18 @@ class ExportWriter:
                 f"alpha must be uint8 ({self.height}, {self.width}), "
                 f"got {alpha.dtype} {alpha.shape}"
             )
+        where = (self._received if index is None else index, pts)
+        self._received += 1
+        if self.format.carries_colour and self.foreground == "temporal":
+            for colour, matte, (at, stamp) in self._window.push(rgb, alpha, where):
+                self._encode(colour, matte, at, stamp)
+            return
         if self.format.carries_colour:
             rgb = foreground_colour(rgb, alpha, self.foreground)
-        self._write(rgb, alpha, self.frames_written if index is None else index, pts)
+        self._encode(rgb, alpha, *where)
+
+    def _encode(self, rgb: np.ndarray, alpha: np.ndarray, index: int, pts: int | None) -> None:
+        self._write(rgb, alpha, index, pts)
         self.frames_written += 1
 
     def write_audio(self, packet: Any) -> None:
@@ -144,6 +160,8 @@ class ExportWriter:
         if self._finished:
             return self.path
         try:
+            for colour, matte, (at, stamp) in self._window.flush():
+                self._encode(colour, matte, at, stamp)
             if self.frames_written == 0:
                 raise VideoError(f"{self.format.name} export: no frames were written")
             self._finish()
@@ -160,6 +178,7 @@ class ExportWriter:
         Safe to call at any time, more than once, and after a failed :meth:`close`.
         """
         self._finished = True
+        self._window.clear()
         try:
             self._release()
         finally:

@@ -14,6 +14,11 @@ matte (:mod:`sam2_matting.metrics.truth_shapes`) moves by a smooth affine path; 
 matte is its average over the shutter (motion blur), and ``F`` is the matching average of
 ``aF`` divided by it, so ``I = aF + (1 - a)B`` holds exactly before rounding.
 
+``static=True`` gives the same clips (matte, foreground, motion, names ending in ``-static``)
+over a still background: the first frame of the moving clip's background held for every frame,
+with fresh Gaussian sensor noise (:data:`STATIC_NOISE` levels) in each: a camera on a tripod,
+for the background taken from other frames (:mod:`sam2_matting.export.background_plate`).
+
 Splits (:data:`SPLIT_SOURCES`): the held-out clips take all their footage from
 ``04_coffee.mp4``, ``05_default_juggle.mp4`` (``../shared/data/videos``) and
 ``03_chelsea.mp4`` (``gallery/``), which no training clip uses; their mattes come from a
@@ -67,6 +72,7 @@ SPLIT_SOURCES = {
 DEFAULT_COUNTS = {"train": 24, "heldout": 6}
 _SPLIT_IDS = {"train": 1, "heldout": 2}
 LOGIT_SCALE = 8.0
+STATIC_NOISE = 1.5  # levels (8-bit) of sensor noise on a held background, per frame
 MAX_START = 60  # the first frame of a clip's background is drawn from 0..MAX_START-1
 
 _REPO = Path(__file__).resolve().parents[2]
@@ -198,8 +204,22 @@ def simulate_coarse(alpha: np.ndarray, image_size: int = 1024) -> np.ndarray:
     return out[0] if squeeze else out
 
 
+def _held_still(background: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The first frame of ``background`` (T, H, W, 3) held for all T, with fresh sensor noise
+    (Gaussian, :data:`STATIC_NOISE` levels) in each frame: the tripod case."""
+    noise = rng.normal(0.0, STATIC_NOISE, background.shape).astype(np.float32)
+    held = background[:1].astype(np.float32) + noise
+    return np.clip(np.rint(held), 0, 255).astype(np.uint8)
+
+
 def _clip(
-    split: str, index: int, size: tuple[int, int], frames: int, seed: int, dirs: Sequence[Path]
+    split: str,
+    index: int,
+    size: tuple[int, int],
+    frames: int,
+    seed: int,
+    dirs: Sequence[Path],
+    static: bool = False,
 ) -> TruthClip:
     rng = np.random.default_rng([seed, _SPLIT_IDS[split], index])
     names = SPLIT_SOURCES[split]
@@ -210,6 +230,10 @@ def _clip(
         texture = np.ascontiguousarray(texture[:, ::-1])
     background = _read(_find(bg_name, dirs), int(rng.integers(0, MAX_START)), frames, size)
     image_bg = _read(_find(image_name, dirs), int(rng.integers(0, MAX_START)), 1, size)[0]
+    if static:  # its own noise stream: the draws below, and so the matte, are the moving clip's
+        background = _held_still(
+            background, np.random.default_rng([seed, _SPLIT_IDS[split], index, 1])
+        )
     matte, texture = base_matte(size, kind, rng, texture)
     motion = clip_motion(size, kind, frames, rng)
     alpha = np.empty((frames, *size), np.float32)
@@ -220,7 +244,7 @@ def _clip(
             matte, texture, background[t], motion.affine[t], motion.velocity[t]
         )
     return TruthClip(
-        name=f"{split}-{index:02d}-{kind}",
+        name=f"{split}-{index:02d}-{kind}" + ("-static" if static else ""),
         split=split,
         frames=image,
         alpha=alpha,
@@ -241,13 +265,17 @@ def truth_clips(
     count: int | None = None,
     sources: Sequence[str | Path] | None = None,
     indices: Sequence[int] | None = None,
+    static: bool = False,
 ) -> Iterator[TruthClip]:
     """``count`` clips of ``split`` (default :data:`DEFAULT_COUNTS`), built one at a time;
     ``indices`` picks which clips instead (e.g. every other one at each of two sizes).
 
     ``sources``: folders holding the videos of :data:`SPLIT_SOURCES` (default
     :func:`default_source_dirs`). Clip ``i`` depends only on (``seed``, ``split``, ``i``,
-    ``size``, ``frames``). Kinds cycle through ``hair``, ``motion``, ``sheer``.
+    ``size``, ``frames``). Kinds cycle through ``hair``, ``motion``, ``sheer``. ``static``: the
+    same clips (matte, foreground, motion) over a still background, one frame of the moving
+    clip's background held with fresh sensor noise each frame (a camera on a tripod); names
+    end in ``-static``.
     """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -257,7 +285,7 @@ def truth_clips(
     dirs = [Path(s) for s in sources] if sources is not None else default_source_dirs()
     total = DEFAULT_COUNTS[split] if count is None else count
     for index in range(total) if indices is None else indices:
-        yield _clip(split, int(index), (h, w), frames, seed, dirs)
+        yield _clip(split, int(index), (h, w), frames, seed, dirs, static)
 
 
 def soft_fraction(alpha: np.ndarray, low: float = 1 / 255, high: float = 254 / 255) -> float:
