@@ -301,17 +301,23 @@ def _cell_view(x: torch.Tensor, f: int) -> torch.Tensor:
     return x.as_strided((hf, f, wf, f, *rest), (f * s0, s0, f * s1, s1, *rest_strides))
 
 
+def _host_indexing(x: torch.Tensor) -> bool:
+    """Index with NumPy (CPU tensors: its fancy indexing is several times faster than torch's
+    here); on other devices torch's indexing does the same."""
+    return x.device.type == "cpu"
+
+
 def _gather(x: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, f: int) -> torch.Tensor:
     """The (f, f, ...) blocks of the whole cells (ys, xs) of x (H,W,...) -> (N, f, f, ...)."""
     view = _cell_view(x, f)
-    if x.device.type == "cpu":  # NumPy's fancy indexing is several times faster here
+    if _host_indexing(x):
         return torch.from_numpy(view.numpy()[ys.numpy(), :, xs.numpy()])
     return view[ys, :, xs]
 
 
 def _scatter(x: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, f: int, v: torch.Tensor) -> None:
     view = _cell_view(x, f)
-    if x.device.type == "cpu":
+    if _host_indexing(x):
         view.numpy()[ys.numpy(), :, xs.numpy()] = v.numpy()
     else:
         view[ys, :, xs] = v

@@ -339,3 +339,17 @@ def test_training_on_two_sizes_alternates_their_grids(tmp_path: Path) -> None:
     ]
     with pytest.raises(InvalidInputError, match="sizes entry"):
         parse_overrides(["sizes=720by1280"])
+
+
+def test_the_device_indexing_path_gives_the_same_alpha(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a GPU the cells are gathered and scattered with torch's indexing, on the CPU with
+    NumPy's: run the torch path here (CPU tensors) and compare."""
+    import sam2_matting.refiner as refiner_module
+
+    net = _random_refiner(low_side=16, gain=1)
+    frame, _, coarse = _scene(61, 107)
+    c = torch.from_numpy(coarse)[None]
+    host = net.refine(frame, c)
+    monkeypatch.setattr(refiner_module, "_host_indexing", lambda x: False)
+    device = net.refine(frame, c)
+    assert torch.equal(host, device) and not torch.equal(host, c)
