@@ -32,7 +32,6 @@ the refiner (then base SAM 2 runs with the refiner): see :func:`adapter_contents
 
 from __future__ import annotations
 
-import functools
 import json
 import math
 import warnings
@@ -42,17 +41,25 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from sam2_matting.errors import CheckpointError
 from sam2_matting.jsonfile import read_object
 from sam2_matting.propagation import to_host
+from sam2_matting.refiner_grid import (
+    apply_cells,
+    block_mean,
+    box_mean,
+    dilate,
+    down_frame,
+    nonzero_box,
+    upsample,
+    window,
+)
 
 REFINER_WEIGHTS = "refiner.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 FORMAT_VERSION = 1
 _FEATURES = 8  # cov(3) + var(3) + coarse(1) + local mean of coarse(1)
-_CHUNK_PIXELS = 65536  # full-resolution pixels computed at once
 
 
 @dataclass(frozen=True)
@@ -109,50 +116,6 @@ def scale_factor(height: int, width: int, low_side: int) -> int:
     return max(1, round(max(height, width) / low_side))
 
 
-def _box(x: torch.Tensor, r: int) -> torch.Tensor:
-    """Mean over the (2r+1)^2 window, over the cells inside the frame (separable sums of
-    shifted copies: several times faster on a CPU than average pooling with these shapes)."""
-    if r == 0:
-        return x
-    return _window_mean(_window_mean(x, r, -1), r, -2)
-
-
-def _window_mean(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
-    n = x.shape[dim]
-    pad = (r, r) if dim == -1 else (0, 0, r, r)
-    p = F.pad(x, pad)
-    acc = p.narrow(dim, 0, n)
-    for k in range(1, 2 * r + 1):
-        acc = acc + p.narrow(dim, k, n)
-    count = _counts(n, r, x.device, x.dtype)
-    return acc * (count if dim == -1 else count[:, None])
-
-
-@functools.lru_cache(maxsize=64)
-def _counts(n: int, r: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-    """1 / the number of the 2r+1 window's cells inside 0..n-1, for each position."""
-    i = torch.arange(n)
-    count = (i + r).clamp(max=n - 1) - (i - r).clamp(min=0) + 1
-    return (1.0 / count.double()).to(device, dtype)
-
-
-def _dilate(x: torch.Tensor, r: int) -> torch.Tensor:
-    """Max over the (2r+1)^2 window (separable; shifted copies, as :func:`_box`)."""
-    if r == 0:
-        return x
-    return _window_max(_window_max(x, r, -1), r, -2)
-
-
-def _window_max(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
-    n = x.shape[dim]
-    pad = (r, r) if dim == -1 else (0, 0, r, r)
-    p = F.pad(x, pad)  # zeros: the inputs are masks of 0 and 1
-    acc = p.narrow(dim, 0, n)
-    for k in range(1, 2 * r + 1):
-        acc = torch.maximum(acc, p.narrow(dim, k, n))
-    return acc
-
-
 class GuidedRefiner(torch.nn.Module):
     """Low-resolution coarse alpha and image in, full-resolution alpha out (see the module)."""
 
@@ -184,7 +147,7 @@ class GuidedRefiner(torch.nn.Module):
         band. At full resolution ``alpha = (1 + G) * coarse + A . image + B``."""
         r, s = self.config.radius, self.config.feature_scale
         x, y = image_lr, coarse_lr
-        means = _box(torch.cat([x, y, x * y, x * x], dim=1), r)  # one pass for the four
+        means = box_mean(torch.cat([x, y, x * y, x * x], dim=1), r)  # one pass for the four
         mean_x, mean_y, mean_xy, mean_xx = means[:, :3], means[:, 3:4], means[:, 4:7], means[:, 7:]
         cov = mean_xy - mean_x * mean_y
         var = mean_xx - mean_x * mean_x
@@ -212,7 +175,7 @@ class GuidedRefiner(torch.nn.Module):
                 last = torch.cat([last, coarse[..., height - 1 :, width - 1 :]], dim=-2)
             sample = torch.cat([sample, last], dim=-1)
         soft = ((sample > 0.5 / 255) & (sample < 1 - 0.5 / 255)).to(torch.float32)
-        return _dilate(soft, self.config.band)
+        return dilate(soft, self.config.band)
 
     def forward(self, image: torch.Tensor, coarse: torch.Tensor, factor: int) -> torch.Tensor:
         """Differentiable: (B,3,H,W) image in [0,1], (B,1,H,W) coarse -> (B,1,H,W) alpha.
@@ -220,7 +183,9 @@ class GuidedRefiner(torch.nn.Module):
         H and W must be multiples of ``factor`` (training crops are; :meth:`refine` pads).
         """
         band = self.band(coarse, factor)
-        up = _up(self.coefficients(_down(image, factor), _down(coarse, factor), band), factor)
+        up = upsample(
+            self.coefficients(block_mean(image, factor), block_mean(coarse, factor), band), factor
+        )
         alpha = coarse + (up[:, :3] * image).sum(dim=1, keepdim=True) + up[:, 3:4]
         if self.config.gain:
             alpha = alpha + up[:, 4:5] * coarse
@@ -255,192 +220,26 @@ class GuidedRefiner(torch.nn.Module):
         if out is coarse and not inplace:
             out = out.clone()
         band = self.band(out[:, None], f)
-        cells = _dilate(band, 1)  # cells whose upsampled coefficients can be nonzero
+        cells = dilate(band, 1)  # cells whose upsampled coefficients can be nonzero
         h, w = band.shape[-2:]
         context = self.config.radius + 2  # box filter + two 3x3 convolutions
         for i in range(n):
-            box = _nonzero_box(band[i, 0], 0, h, w)
+            box = nonzero_box(band[i, 0], 0, h, w)
             if box is None:
                 continue
             y0, y1, x0, x1 = box
             cy0, cy1 = max(0, y0 - context), min(h, y1 + context)
             cx0, cx1 = max(0, x0 - context), min(w, x1 + context)
             win = (cy0 * f, cy1 * f, cx0 * f, cx1 * f)
-            image_lr = _down_frame(frame_t, *win, f)
-            alpha_lr = _down(_window(out[i : i + 1], *win), f)
+            image_lr = down_frame(frame_t, *win, f)
+            alpha_lr = block_mean(window(out[i : i + 1], *win), f)
             coef = self.coefficients(image_lr, alpha_lr, band[i : i + 1, :, cy0:cy1, cx0:cx1])
             grid = torch.zeros((self.config.channels, h, w), device=dev)
             grid[:, cy0:cy1, cx0:cx1] = coef[0]
             grid[:3, cy0:cy1, cx0:cx1] *= 1.0 / 255.0  # A acts on 8-bit values here
             ys, xs = torch.nonzero(cells[i, 0], as_tuple=True)
-            _apply_cells(out[i], frame_t, grid, ys, xs, f)
+            apply_cells(out[i], frame_t, grid, ys, xs, f)
         return out
-
-
-@functools.lru_cache(maxsize=16)
-def _upsampling(f: int) -> torch.Tensor:
-    """(9, f*f): the weights of a cell's 3x3 neighbourhood (row-major) for each of its f*f
-    pixels under bilinear upsampling by ``f`` (align_corners=False), as F.interpolate."""
-    offset = (torch.arange(f, dtype=torch.float64) + 0.5) / f - 0.5  # in cells, in (-0.5, 0.5)
-    before = offset < 0
-    w = torch.stack(
-        [
-            torch.where(before, -offset, 0.0),
-            torch.where(before, 1.0 + offset, 1.0 - offset),
-            torch.where(before, 0.0, offset),
-        ]
-    )  # (3, f): weight of the previous, own and next cell along one axis
-    return (w[:, None, :, None] * w[None, :, None, :]).reshape(9, f * f).float()
-
-
-def _cell_view(x: torch.Tensor, f: int) -> torch.Tensor:
-    """(H,W,...) -> a (H//f, f, W//f, f, ...) view of the whole cells (no copy)."""
-    hf, wf = x.shape[0] // f, x.shape[1] // f
-    s0, s1 = x.stride(0), x.stride(1)
-    rest, rest_strides = tuple(x.shape[2:]), tuple(x.stride()[2:])
-    return x.as_strided((hf, f, wf, f, *rest), (f * s0, s0, f * s1, s1, *rest_strides))
-
-
-def _host_indexing(x: torch.Tensor) -> bool:
-    """Index with NumPy (CPU tensors: its fancy indexing is several times faster than torch's
-    here); on other devices torch's indexing does the same."""
-    return x.device.type == "cpu"
-
-
-def _gather(x: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, f: int) -> torch.Tensor:
-    """The (f, f, ...) blocks of the whole cells (ys, xs) of x (H,W,...) -> (N, f, f, ...)."""
-    view = _cell_view(x, f)
-    if _host_indexing(x):
-        return torch.from_numpy(view.numpy()[ys.numpy(), :, xs.numpy()])
-    return view[ys, :, xs]
-
-
-def _scatter(x: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor, f: int, v: torch.Tensor) -> None:
-    view = _cell_view(x, f)
-    if _host_indexing(x):
-        view.numpy()[ys.numpy(), :, xs.numpy()] = v.numpy()
-    else:
-        view[ys, :, xs] = v
-
-
-def _apply_cells(
-    target: torch.Tensor,
-    frame: torch.Tensor,
-    grid: torch.Tensor,
-    ys: torch.Tensor,
-    xs: torch.Tensor,
-    f: int,
-) -> None:
-    """target (H,W) += the linear model with the coefficients ``grid`` (4,h,w) upsampled, on
-    the cells (ys, xs); clamped to [0, 1]. Cells cut by the frame's edge are computed as on
-    the padded frame (replicated last row and column) and only their pixels in the frame kept."""
-    height, width = target.shape
-    c, w = grid.shape[0], grid.shape[2]
-    padded = F.pad(grid[None], (1, 1, 1, 1), mode="replicate")[0].reshape(c, -1)
-    # each cell's 3x3 neighbourhood in the padded grid, by flat index (one gather)
-    offsets = torch.tensor([dy * (w + 2) + dx for dy in range(3) for dx in range(3)])
-    offsets = offsets.to(ys.device)
-    weights = _upsampling(f).to(grid.device)
-
-    def upsampled(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # (C, N, f, f)
-        at = ((y * (w + 2) + x)[:, None] + offsets).reshape(-1)
-        return (padded.index_select(1, at).reshape(c * len(y), 9) @ weights).reshape(c, -1, f, f)
-
-    whole = (ys < height // f) & (xs < width // f)
-    edge = ~whole
-    if bool(edge.any()):
-        ys, xs, ye, xe = ys[whole], xs[whole], ys[edge], xs[edge]
-    # in chunks of about 64k pixels: the upsampled coefficients stay in the CPU's cache
-    chunk = max(1, _CHUNK_PIXELS // (f * f))
-    for start in range(0, len(ys), chunk):
-        y, x = ys[start : start + chunk], xs[start : start + chunk]
-        _apply_whole(target, frame, upsampled(y, x), y, x, f)
-    if not bool(edge.any()):
-        return
-    e = upsampled(ye, xe)
-    ry = (ye[:, None] * f + torch.arange(f, device=ys.device))[:, :, None]  # (M, f, 1)
-    rx = (xe[:, None] * f + torch.arange(f, device=xs.device))[:, None, :]  # (M, 1, f)
-    inside = (ry < height) & (rx < width)
-    ry, rx = ry.clamp(max=height - 1).expand_as(inside), rx.clamp(max=width - 1).expand_as(inside)
-    pix = frame[ry, rx].float()
-    co = target[ry, rx]
-    val = co + e[3] + (e[:3] * pix.permute(3, 0, 1, 2)).sum(dim=0)
-    if len(e) > 4:
-        val += e[4] * co
-    target[ry[inside], rx[inside]] = val.clamp_(0.0, 1.0)[inside]
-
-
-def _apply_whole(
-    target: torch.Tensor,
-    frame: torch.Tensor,
-    up: torch.Tensor,
-    ys: torch.Tensor,
-    xs: torch.Tensor,
-    f: int,
-) -> None:
-    if ys.numel() == 0:
-        return
-    pix = _gather(frame, ys, xs, f).permute(3, 0, 1, 2).contiguous().float()  # (3, N, f, f)
-    co = _gather(target, ys, xs, f)
-    val = co + up[3] if len(up) == 4 else torch.addcmul(co + up[3], up[4], co)
-    for c in range(3):
-        val.addcmul_(up[c], pix[c])
-    _scatter(target, ys, xs, f, val.clamp_(0.0, 1.0))
-
-
-def _down_frame(frame: torch.Tensor, y0: int, y1: int, x0: int, x1: int, f: int) -> torch.Tensor:
-    """Rows y0:y1, columns x0:x1 of an RGB uint8 (H,W,3) frame (multiples of ``f``; past the
-    frame's edge its last row and column repeat) -> the mean of each f x f block, (1,3,h,w) in
-    [0, 1], as :func:`_down` of the frame in [0, 1] (summed in integers: exact)."""
-    height, width = frame.shape[:2]
-    part = frame[y0 : min(y1, height), x0 : min(x1, width)]
-    if y1 > height or x1 > width:
-        ry = torch.arange(y0, y1, device=frame.device).clamp_(max=height - 1)
-        rx = torch.arange(x0, x1, device=frame.device).clamp_(max=width - 1)
-        part = frame[ry[:, None], rx[None, :]]
-    h, w = (y1 - y0) // f, (x1 - x0) // f
-    # rows first, then columns; 16-bit partial sums where f rows of 255 fit (much faster)
-    kind = torch.int16 if 255 * f <= torch.iinfo(torch.int16).max else torch.int32
-    rows = part.reshape(h, f, (x1 - x0) * 3).to(kind).sum(dim=1, dtype=kind)
-    sums = rows.reshape(h, w, f, 3).sum(dim=2, dtype=torch.int32)
-    return sums.permute(2, 0, 1)[None].float().mul_(1.0 / (255.0 * f * f))
-
-
-def _nonzero_box(mask: torch.Tensor, grow: int, h: int, w: int) -> tuple[int, int, int, int] | None:
-    """Rows y0:y1 and columns x0:x1 holding every nonzero of ``mask``, grown by ``grow``."""
-    rows = torch.nonzero(mask.any(dim=1))
-    if rows.numel() == 0:
-        return None
-    cols = torch.nonzero(mask.any(dim=0))
-    y0, y1 = max(0, int(rows[0]) - grow), min(h, int(rows[-1]) + 1 + grow)
-    x0, x1 = max(0, int(cols[0]) - grow), min(w, int(cols[-1]) + 1 + grow)
-    return y0, y1, x0, x1
-
-
-def _window(x: torch.Tensor, y0: int, y1: int, x0: int, x1: int) -> torch.Tensor:
-    """Rows y0:y1, columns x0:x1 of a (C,H,W) tensor as (1,C,y1-y0,x1-x0), replicating the
-    last row and column past the frame's edge (the padding to a multiple of the factor)."""
-    height, width = x.shape[-2:]
-    part = x[:, y0 : min(y1, height), x0 : min(x1, width)][None]
-    ph, pw = y1 - min(y1, height), x1 - min(x1, width)
-    if ph or pw:
-        part = F.pad(part.float(), (0, pw, 0, ph), mode="replicate")
-    return part
-
-
-def _down(x: torch.Tensor, f: int) -> torch.Tensor:
-    """Mean of each f x f block (H and W are multiples of f): rows first, then columns."""
-    if f == 1:
-        return x
-    b, c, h, w = x.shape
-    rows = x.reshape(b, c, h // f, f, w).sum(dim=3)
-    return rows.reshape(b, c, h // f, w // f, f).sum(dim=4) * (1.0 / (f * f))
-
-
-def _up(x: torch.Tensor, f: int) -> torch.Tensor:
-    if f == 1:
-        return x
-    return F.interpolate(x, scale_factor=float(f), mode="bilinear", align_corners=False)
 
 
 def parameter_count(net: torch.nn.Module) -> int:

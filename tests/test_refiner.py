@@ -344,12 +344,12 @@ def test_training_on_two_sizes_alternates_their_grids(tmp_path: Path) -> None:
 def test_the_device_indexing_path_gives_the_same_alpha(monkeypatch: pytest.MonkeyPatch) -> None:
     """On a GPU the cells are gathered and scattered with torch's indexing, on the CPU with
     NumPy's: run the torch path here (CPU tensors) and compare."""
-    import sam2_matting.refiner as refiner_module
+    import sam2_matting.refiner_grid as grid_module
 
     net = _random_refiner(low_side=16, gain=1)
     frame, _, coarse = _scene(61, 107)
     c = torch.from_numpy(coarse)[None]
     host = net.refine(frame, c)
-    monkeypatch.setattr(refiner_module, "_host_indexing", lambda x: False)
+    monkeypatch.setattr(grid_module, "_host_indexing", lambda x: False)
     device = net.refine(frame, c)
     assert torch.equal(host, device) and not torch.equal(host, c)
