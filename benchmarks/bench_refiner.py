@@ -31,7 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sam2_matting.metrics.alpha import dtssd, grad, mad, mse, quantize, to_unit
-from sam2_matting.metrics.known_truth import truth_clips
+from sam2_matting.metrics.known_truth import resharpen, truth_clips
 from sam2_matting.refiner import GuidedRefiner, load_refiner, parameter_count
 
 METRICS = ("MAD", "MSE", "Grad", "dtSSD")
@@ -70,9 +70,12 @@ def quality(net: GuidedRefiner, args: argparse.Namespace) -> bool:
     print("|---|" + "---|" * (len(METRICS) + 1))
     h, w = (int(v) for v in args.size.split("x"))
     totals: dict[str, list[float]] = {m: [] for m in METRICS}
+    if args.sharpness != 1.0:
+        print(f"coarse logits scaled by {args.sharpness} (SAM 2's output steeper or flatter)")
     for clip in truth_clips("heldout", size=(h, w), frames=args.frames, count=args.clips):
-        base = scores(quantize(clip.coarse), clip.alpha)
-        ref = scores(refine_clip(net, clip.frames, clip.coarse), clip.alpha)
+        coarse = resharpen(clip.coarse, args.sharpness)
+        base = scores(quantize(coarse), clip.alpha)
+        ref = scores(refine_clip(net, clip.frames, coarse), clip.alpha)
         cells, met = [], True
         for m in METRICS:
             change = (ref[m] - base[m]) / base[m] * 100 if base[m] > 0 else 0.0
@@ -151,6 +154,9 @@ def main() -> int:
     p.add_argument("--clips", type=int, default=6, help="held-out clips")
     p.add_argument("--frames", type=int, default=8)
     p.add_argument("--size", default="720x1280", help="HxW of the held-out clips")
+    p.add_argument(
+        "--sharpness", type=float, default=1.0, help="scale the coarse logits (robustness)"
+    )
     p.add_argument("--speed", action="store_true", help="also time the refiner at 1080p")
     p.add_argument("--speed-frames", type=int, default=8)
     p.add_argument("--speed-clips", type=int, default=3, help="held-out 1080p clips to time")

@@ -353,3 +353,24 @@ def test_the_device_indexing_path_gives_the_same_alpha(monkeypatch: pytest.Monke
     monkeypatch.setattr(grid_module, "_host_indexing", lambda x: False)
     device = net.refine(frame, c)
     assert torch.equal(host, device) and not torch.equal(host, c)
+
+
+def test_coarse_augmentation_changes_only_the_coarse(tmp_path: Path) -> None:
+    """sharpness/shift vary the coarse input as SAM 2's output varies (steeper or flatter
+    logits, a tracking error); the crops of the frame and the truth stay the same."""
+    from sam2_matting.metrics.known_truth import resharpen
+    from sam2_matting.training.refiner_train import sample_batch
+
+    data = _tiny_data()
+    plain = sample_batch(data, 3, _cfg(tmp_path))
+    both = sample_batch(data, 3, _cfg(tmp_path, sharpness=1.0, shift=3))
+    assert torch.equal(plain[0], both[0]) and torch.equal(plain[2], both[2])
+    assert not torch.equal(plain[1], both[1])
+    c = np.linspace(0.001, 0.999, 101, dtype=np.float32)
+    assert np.array_equal(resharpen(c, 1.0), c)
+    steep, flat = resharpen(c, 2.0), resharpen(c, 0.5)
+    assert np.allclose(resharpen(steep, 0.5), c, atol=1e-4)  # float32 near 0 and 1
+    assert abs(float(steep[50]) - 0.5) < 1e-6 and abs(float(flat[50]) - 0.5) < 1e-6
+    assert float(steep[70]) > float(c[70]) > float(flat[70])
+    with pytest.raises(InvalidInputError, match="sharpness"):
+        parse_overrides(["sharpness=5"])

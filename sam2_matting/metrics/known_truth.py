@@ -57,6 +57,7 @@ __all__ = [
     "SPLIT_SOURCES",
     "TruthClip",
     "default_source_dirs",
+    "resharpen",
     "simulate_coarse",
     "truth_clips",
 ]
@@ -210,6 +211,19 @@ def _held_still(background: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     noise = rng.normal(0.0, STATIC_NOISE, background.shape).astype(np.float32)
     held = background[:1].astype(np.float32) + noise
     return np.clip(np.rint(held), 0, 255).astype(np.uint8)
+
+
+def resharpen(coarse: np.ndarray, sharpness: float) -> np.ndarray:
+    """A coarse matte (sigmoid of logits) with its logits scaled by ``sharpness``: SAM 2's
+    logits are steeper or flatter from clip to clip, which one fixed :data:`LOGIT_SCALE` does
+    not show. ``sharpness`` 1 returns the matte as it is."""
+    c = np.asarray(coarse, np.float32)
+    if sharpness == 1.0:
+        return c
+    eps = np.float32(1e-7)
+    p = np.clip(c, eps, 1 - eps)
+    logits = np.log(p) - np.log1p(-p)
+    return (1.0 / (1.0 + np.exp(-sharpness * logits))).astype(np.float32)
 
 
 def _clip(

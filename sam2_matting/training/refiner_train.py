@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from sam2_matting.errors import CheckpointError, InvalidInputError
+from sam2_matting.metrics.known_truth import resharpen
 from sam2_matting.refiner import (
     ADAPTER_CONFIG,
     REFINER_WEIGHTS,
@@ -69,6 +70,11 @@ class RefinerTrainConfig:
     # size in turn (the refiner sees the grids of several resolutions); empty: height x width
     sizes: list[str] = field(default_factory=lambda: ["720x1280", "1080x1920"])
     sources: list[str] = field(default_factory=list)  # footage folders (default: shared, gallery)
+    # augmentation of the coarse input, as SAM 2's real output varies: its logits scaled by
+    # 2**u, u uniform in [-sharpness, sharpness] (0: off), and shifted against the frame by up
+    # to ``shift`` pixels each way (a tracking error; 0: off)
+    sharpness: float = 0.0
+    shift: int = 0
     l1: float = 1.0
     gradient: float = 2.0
     laplacian: float = 0.0
@@ -103,6 +109,8 @@ class RefinerTrainConfig:
         self.train_sizes()
         if not self.lr > 0:
             raise InvalidInputError("refiner training: lr must be positive")
+        if not (0 <= self.sharpness <= 3 and 0 <= self.shift <= 64):
+            raise InvalidInputError("refiner training: sharpness must be 0..3 and shift 0..64")
         self.refiner_config()
         return self
 
@@ -237,7 +245,14 @@ def sample_batch(
         sl = (t, slice(y0, y0 + c), slice(x0, x0 + c))
         img = data.frames[k][sl]
         co, al = unit_float(data.coarse[k][sl]), unit_float(data.alpha[k][sl])
-        if rng.random() < 0.5:  # horizontal flip (the grid stays aligned: c is a multiple of f)
+        flip = rng.random() < 0.5  # horizontal (the grid stays aligned: c is a multiple of f)
+        if cfg.shift:  # drawn after the crop and the flip: augmenting leaves those as they were
+            dy, dx = (int(v) for v in rng.integers(-cfg.shift, cfg.shift + 1, size=2))
+            ys, xs = int(np.clip(y0 + dy, 0, height - c)), int(np.clip(x0 + dx, 0, width - c))
+            co = unit_float(data.coarse[k][t, ys : ys + c, xs : xs + c])
+        if cfg.sharpness:
+            co = resharpen(co, float(2.0 ** rng.uniform(-cfg.sharpness, cfg.sharpness)))
+        if flip:
             img, co, al = img[:, ::-1], co[:, ::-1], al[:, ::-1]
         images.append(torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1))
         coarse.append(torch.from_numpy(np.ascontiguousarray(co))[None])
