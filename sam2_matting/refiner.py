@@ -59,6 +59,7 @@ from sam2_matting.refiner_grid import (
 REFINER_WEIGHTS = "refiner.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 FORMAT_VERSION = 1
+_FLOAT_KEYS = ("feature_scale", "soft_level")
 _FEATURES = 8  # cov(3) + var(3) + coarse(1) + local mean of coarse(1)
 
 
@@ -72,6 +73,9 @@ class RefinerConfig:
     band: int = 3  # cells around uncertain coarse values where the refiner may change alpha
     feature_scale: float = 10.0  # covariance and variance are small numbers: scale them up
     gain: int = 1  # 1: a fifth coefficient G scales the coarse alpha (sharpens its ramp); 0: no
+    # a coarse value is uncertain (seeds the band) when it is more than this from 0 and from 1;
+    # 0.5/255: whatever would not quantise to 0 or 255
+    soft_level: float = 0.5 / 255
 
     def validate(self) -> RefinerConfig:
         if not (16 <= self.low_side <= 4096 and 1 <= self.hidden <= 256):
@@ -80,6 +84,8 @@ class RefinerConfig:
             raise CheckpointError("refiner config: radius must be 0..16 and band 0..64")
         if not (math.isfinite(self.feature_scale) and self.feature_scale > 0):
             raise CheckpointError("refiner config: feature_scale must be a positive number")
+        if not (math.isfinite(self.soft_level) and 0 < self.soft_level < 0.5):
+            raise CheckpointError("refiner config: soft_level must be between 0 and 0.5")
         if self.gain not in (0, 1):
             raise CheckpointError("refiner config: gain must be 0 or 1")
         return self
@@ -104,7 +110,7 @@ class RefinerConfig:
             if name in data:
                 v = data[name]
                 ok = isinstance(v, (int, float)) and not isinstance(v, bool)
-                if not ok or (name != "feature_scale" and not isinstance(v, int)):
+                if not ok or (name not in _FLOAT_KEYS and not isinstance(v, int)):
                     raise CheckpointError(f"refiner config: {name} must be a number, got {v!r}")
                 values[name] = v
         values.setdefault("gain", 0)  # written before the gain term existed
@@ -174,7 +180,8 @@ class GuidedRefiner(torch.nn.Module):
             if last.shape[-2] < sample.shape[-2]:
                 last = torch.cat([last, coarse[..., height - 1 :, width - 1 :]], dim=-2)
             sample = torch.cat([sample, last], dim=-1)
-        soft = ((sample > 0.5 / 255) & (sample < 1 - 0.5 / 255)).to(torch.float32)
+        level = self.config.soft_level
+        soft = ((sample > level) & (sample < 1 - level)).to(torch.float32)
         return dilate(soft, self.config.band)
 
     def forward(self, image: torch.Tensor, coarse: torch.Tensor, factor: int) -> torch.Tensor:

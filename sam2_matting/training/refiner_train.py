@@ -87,6 +87,7 @@ class RefinerTrainConfig:
     radius: int = RefinerConfig.radius
     band: int = RefinerConfig.band
     gain: int = RefinerConfig.gain
+    soft_level: float = RefinerConfig.soft_level
 
     def refiner_config(self) -> RefinerConfig:
         try:
@@ -96,6 +97,7 @@ class RefinerTrainConfig:
                 radius=self.radius,
                 band=self.band,
                 gain=self.gain,
+                soft_level=self.soft_level,
             ).validate()
         except CheckpointError as err:
             raise InvalidInputError(str(err)) from None
