@@ -374,3 +374,20 @@ def test_coarse_augmentation_changes_only_the_coarse(tmp_path: Path) -> None:
     assert float(steep[70]) > float(c[70]) > float(flat[70])
     with pytest.raises(InvalidInputError, match="sharpness"):
         parse_overrides(["sharpness=5"])
+
+
+def test_soft_level_is_kept_and_checked(tmp_path: Path) -> None:
+    """A refiner whose band starts at a wider soft level saves and loads it; the band it
+    computes follows the level; out-of-range levels are refused."""
+    net = _random_refiner(soft_level=0.02)
+    folder = save_refiner(net, tmp_path / "a")
+    entry = json.loads((folder / ADAPTER_CONFIG).read_text())["refiner"]
+    assert entry["soft_level"] == 0.02
+    loaded = load_refiner(folder)
+    assert loaded is not None and loaded.config.soft_level == 0.02
+    coarse = torch.full((1, 1, 32, 32), 0.01)  # soft at 0.5/255, confident at 0.02
+    assert float(_random_refiner().band(coarse, 4).sum()) > 0
+    assert float(net.band(coarse, 4).sum()) == 0
+    for bad in (0.0, 0.5, float("nan")):
+        with pytest.raises(CheckpointError, match="soft_level"):
+            RefinerConfig(soft_level=bad).validate()
