@@ -19,7 +19,7 @@ applied at full resolution:
 
 The last layer starts at zero, so an untrained refiner returns the coarse alpha exactly. The
 coefficients are zero outside the *band*: low-resolution cells within ``band`` cells of a
-coarse value strictly between 0.5/255 and 1 - 0.5/255 (what would not quantise to 0 or 255).
+coarse value strictly between ``soft_level`` and 1 - ``soft_level`` (0.02).
 Confident foreground and background are left as SAM 2 gave them, and only what can change is
 computed: the net on the box around the band, the full-resolution model on the band's cells
 and their neighbours (:meth:`GuidedRefiner.refine`), so the cost follows the soft edge's
@@ -73,9 +73,10 @@ class RefinerConfig:
     band: int = 3  # cells around uncertain coarse values where the refiner may change alpha
     feature_scale: float = 10.0  # covariance and variance are small numbers: scale them up
     gain: int = 1  # 1: a fifth coefficient G scales the coarse alpha (sharpens its ramp); 0: no
-    # a coarse value is uncertain (seeds the band) when it is more than this from 0 and from 1;
-    # 0.5/255: whatever would not quantise to 0 or 255
-    soft_level: float = 0.5 / 255
+    # a coarse value is uncertain (seeds the band) when it is more than this from 0 and from 1
+    # (about 5/255; configs written before this setting existed load with 0.5/255, whatever
+    # would not quantise to 0 or 255): chosen by benchmarks/bench_refiner.py --sharpness
+    soft_level: float = 0.02
 
     def validate(self) -> RefinerConfig:
         if not (16 <= self.low_side <= 4096 and 1 <= self.hidden <= 256):
@@ -114,6 +115,7 @@ class RefinerConfig:
                     raise CheckpointError(f"refiner config: {name} must be a number, got {v!r}")
                 values[name] = v
         values.setdefault("gain", 0)  # written before the gain term existed
+        values.setdefault("soft_level", 0.5 / 255)  # written before the soft level was set
         return cls(**values).validate()
 
 

@@ -386,8 +386,11 @@ def test_soft_level_is_kept_and_checked(tmp_path: Path) -> None:
     loaded = load_refiner(folder)
     assert loaded is not None and loaded.config.soft_level == 0.02
     coarse = torch.full((1, 1, 32, 32), 0.01)  # soft at 0.5/255, confident at 0.02
-    assert float(_random_refiner().band(coarse, 4).sum()) > 0
+    assert float(_random_refiner(soft_level=0.5 / 255).band(coarse, 4).sum()) > 0
     assert float(net.band(coarse, 4).sum()) == 0
+    assert RefinerConfig().soft_level == 0.02
+    # a folder written before the setting existed keeps the level it was trained with
+    assert RefinerConfig.from_dict({"low_side": 256}).soft_level == 0.5 / 255
     for bad in (0.0, 0.5, float("nan")):
         with pytest.raises(CheckpointError, match="soft_level"):
             RefinerConfig(soft_level=bad).validate()
