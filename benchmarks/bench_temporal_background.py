@@ -160,6 +160,13 @@ def _closed_form(size: tuple[int, int], count: int, frames: int) -> list[str]:
     return rows
 
 
+def _table(title: str, head: str, rows: list[str]) -> None:
+    """A markdown table under its title: the head, the separator, the rows."""
+    print(f"\n{title}\n\n{head}")
+    print("|---" * (head.count("|") - 1) + "|")
+    print("\n".join(rows))
+
+
 def _row(size: int, variant: str, name: str, matte: str, v: list[float]) -> str:
     cells = [f"{size}p", variant, name, f"{matte} α"]
     for j in (0, 1):  # green, image
@@ -189,7 +196,7 @@ def main() -> None:
         closed = [r for key in args.sizes.split(",") for r in
                   _closed_form(SIZES[int(key)], args.count, args.frames)]  # fmt: skip
         head = "| size | clip | matte | solve, B held | closed form | closed ÷ solve |"
-        print("\n" + head + "\n" + "|---" * (head.count("|") - 1) + "|\n" + "\n".join(closed))
+        _table("solve with B held against the closed form", head, closed)
         return
     print(f"load average at the start: {os.getloadavg()[0]:.1f}", flush=True)
     rows: list[str] = []
@@ -243,35 +250,31 @@ def main() -> None:
             f" | {tem[0] / est[0]:.2f} | {tem[0] / n / prores:.2f} | {est[1] / n * 1e3:.0f}"
             f" | {tem[1] / n * 1e3:.0f} | {prores_cpu * 1e3:.0f} | {tem[1] / n / prores_cpu:.2f} |"
         )
-    head = (
+    _table(
+        "composite error (×10⁻³); change: temporal against estimate",
         "| size | background | clip | matte | green: source | estimate | temporal | change"
-        " | image: source | estimate | temporal | change | trusted | B err |"
+        " | image: source | estimate | temporal | change | trusted | B err |",
+        rows,
     )
-    print("\ncomposite error (×10⁻³); change: temporal against estimate\n\n" + head)
-    print("|---" * (head.count("|") - 1) + "|")
-    print("\n".join(rows))
-    head = (
+    _table(
+        "temporal against estimate, over green and over the image",
         "| size | background | matte | geometric mean change | better | same (±0.5 %) | worse"
-        " | best | worst |"
+        " | best | worst |",
+        summary,
     )
-    print("\ntemporal against estimate, over green and over the image\n\n" + head)
-    print("|---" * (head.count("|") - 1) + "|")
-    print("\n".join(summary))
-    head = (
+    _table(
+        "time per frame",
         "| size | estimate wall ms | temporal wall ms | ProRes wall ms | temporal ÷ estimate"
         " | temporal ÷ ProRes | estimate CPU ms | temporal CPU ms | ProRes CPU ms"
-        " | temporal ÷ ProRes CPU |"
+        " | temporal ÷ ProRes CPU |",
+        times,
     )
-    print("\ntime per frame\n\n" + head)
-    print("|---" * (head.count("|") - 1) + "|")
-    print("\n".join(times))
-    head = (
+    _table(
+        f"ProRes writer per frame by colour ({args.export_frames} frames)",
         "| size | ProRes + source wall ms | CPU ms | + estimate wall ms | CPU ms"
-        " | + temporal wall ms | CPU ms | estimate ÷ source (wall) | temporal ÷ source (wall) |"
+        " | + temporal wall ms | CPU ms | estimate ÷ source (wall) | temporal ÷ source (wall) |",
+        writer_times,
     )
-    print(f"\nProRes writer per frame by colour ({args.export_frames} frames)\n\n" + head)
-    print("|---" * (head.count("|") - 1) + "|")
-    print("\n".join(writer_times))
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
 
 
