@@ -13,6 +13,7 @@ result can differ from the coarse alpha at all.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -29,14 +30,19 @@ def box_mean(x: torch.Tensor, r: int) -> torch.Tensor:
 
 
 def _window_mean(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
+    count = _counts(x.shape[dim], r, x.device, x.dtype)
+    return _shifted(x, r, dim, torch.add) * (count if dim == -1 else count[:, None])
+
+
+def _shifted(x: torch.Tensor, r: int, dim: int, fold: Callable[..., torch.Tensor]) -> torch.Tensor:
+    """``fold`` of the 2r+1 copies of ``x`` shifted along ``dim`` (-1 or -2), zero past the
+    edges: the sum or max over a 1-D window."""
     n = x.shape[dim]
-    pad = (r, r) if dim == -1 else (0, 0, r, r)
-    p = F.pad(x, pad)
+    p = F.pad(x, (r, r) if dim == -1 else (0, 0, r, r))
     acc = p.narrow(dim, 0, n)
     for k in range(1, 2 * r + 1):
-        acc = acc + p.narrow(dim, k, n)
-    count = _counts(n, r, x.device, x.dtype)
-    return acc * (count if dim == -1 else count[:, None])
+        acc = fold(acc, p.narrow(dim, k, n))
+    return acc
 
 
 @functools.lru_cache(maxsize=64)
@@ -51,17 +57,8 @@ def dilate(x: torch.Tensor, r: int) -> torch.Tensor:
     """Max over the (2r+1)^2 window (separable; shifted copies, as :func:`box_mean`)."""
     if r == 0:
         return x
-    return _window_max(_window_max(x, r, -1), r, -2)
-
-
-def _window_max(x: torch.Tensor, r: int, dim: int) -> torch.Tensor:
-    n = x.shape[dim]
-    pad = (r, r) if dim == -1 else (0, 0, r, r)
-    p = F.pad(x, pad)  # zeros: the inputs are masks of 0 and 1
-    acc = p.narrow(dim, 0, n)
-    for k in range(1, 2 * r + 1):
-        acc = torch.maximum(acc, p.narrow(dim, k, n))
-    return acc
+    # zeros past the edges: the inputs are masks of 0 and 1
+    return _shifted(_shifted(x, r, -1, torch.maximum), r, -2, torch.maximum)
 
 
 @functools.lru_cache(maxsize=16)
@@ -118,7 +115,7 @@ def apply_cells(
     xs: torch.Tensor,
     f: int,
 ) -> None:
-    """target (H,W) += the linear model with the coefficients ``grid`` (4,h,w) upsampled, on
+    """target (H,W) += the linear model with the coefficients ``grid`` (C,h,w) upsampled, on
     the cells (ys, xs); clamped to [0, 1]. Cells cut by the frame's edge are computed as on
     the padded frame (replicated last row and column) and only their pixels in the frame kept."""
     height, width = target.shape
@@ -135,44 +132,35 @@ def apply_cells(
 
     whole = (ys < height // f) & (xs < width // f)
     edge = ~whole
-    if bool(edge.any()):
-        ys, xs, ye, xe = ys[whole], xs[whole], ys[edge], xs[edge]
+    has_edge = bool(edge.any())
+    ye, xe = ys[edge], xs[edge]
+    if has_edge:
+        ys, xs = ys[whole], xs[whole]
     # in chunks of about 64k pixels: the upsampled coefficients stay in the CPU's cache
     chunk = max(1, _CHUNK_PIXELS // (f * f))
     for start in range(0, len(ys), chunk):
         y, x = ys[start : start + chunk], xs[start : start + chunk]
-        _apply_whole(target, frame, upsampled(y, x), y, x, f)
-    if not bool(edge.any()):
+        pix = _gather(frame, y, x, f).permute(3, 0, 1, 2).contiguous().float()  # (3, N, f, f)
+        val = _linear_model(upsampled(y, x), _gather(target, y, x, f), pix)
+        _scatter(target, y, x, f, val)
+    if not has_edge:
         return
-    e = upsampled(ye, xe)
-    ry = (ye[:, None] * f + torch.arange(f, device=ys.device))[:, :, None]  # (M, f, 1)
-    rx = (xe[:, None] * f + torch.arange(f, device=xs.device))[:, None, :]  # (M, 1, f)
+    ry = (ye[:, None] * f + torch.arange(f, device=ye.device))[:, :, None]  # (M, f, 1)
+    rx = (xe[:, None] * f + torch.arange(f, device=xe.device))[:, None, :]  # (M, 1, f)
     inside = (ry < height) & (rx < width)
     ry, rx = ry.clamp(max=height - 1).expand_as(inside), rx.clamp(max=width - 1).expand_as(inside)
-    pix = frame[ry, rx].float()
-    co = target[ry, rx]
-    val = co + e[3] + (e[:3] * pix.permute(3, 0, 1, 2)).sum(dim=0)
-    if len(e) > 4:
-        val += e[4] * co
-    target[ry[inside], rx[inside]] = val.clamp_(0.0, 1.0)[inside]
+    pix = frame[ry, rx].permute(3, 0, 1, 2).float()
+    val = _linear_model(upsampled(ye, xe), target[ry, rx], pix)
+    target[ry[inside], rx[inside]] = val[inside]
 
 
-def _apply_whole(
-    target: torch.Tensor,
-    frame: torch.Tensor,
-    up: torch.Tensor,
-    ys: torch.Tensor,
-    xs: torch.Tensor,
-    f: int,
-) -> None:
-    if ys.numel() == 0:
-        return
-    pix = _gather(frame, ys, xs, f).permute(3, 0, 1, 2).contiguous().float()  # (3, N, f, f)
-    co = _gather(target, ys, xs, f)
+def _linear_model(up: torch.Tensor, co: torch.Tensor, pix: torch.Tensor) -> torch.Tensor:
+    """``clamp(co + (G) co + B + A . pix, 0, 1)`` for coefficients ``up`` (C, ...) (A on 8-bit
+    values, B, and G when C is 5), the coarse alpha ``co`` (...) and the pixels ``pix`` (3, ...)."""
     val = co + up[3] if len(up) == 4 else torch.addcmul(co + up[3], up[4], co)
     for c in range(3):
         val.addcmul_(up[c], pix[c])
-    _scatter(target, ys, xs, f, val.clamp_(0.0, 1.0))
+    return val.clamp_(0.0, 1.0)
 
 
 def down_frame(frame: torch.Tensor, y0: int, y1: int, x0: int, x1: int, f: int) -> torch.Tensor:

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from sam2_matting.errors import CheckpointError, InvalidInputError
-from sam2_matting.metrics.known_truth import resharpen
+from sam2_matting.metrics.known_truth import resharpen, truth_clips
 from sam2_matting.refiner import (
     ADAPTER_CONFIG,
     REFINER_WEIGHTS,
@@ -160,8 +160,8 @@ def parse_overrides(overrides: Sequence[str]) -> RefinerTrainConfig:
 @dataclass
 class TrainingData:
     """The clips in memory: frames uint8 (T,H,W,3), coarse and true alpha (T,H,W) float32 in
-    [0, 1] or uint16 (``value / 65535``, as a refiner data folder stores them). Every clip has
-    the same H and W; T may differ."""
+    [0, 1] or uint16 (``value / 65535``, as a refiner data folder stores them). Clips may
+    differ in T and in (H, W): ``by_size`` groups them, each step crops from one group."""
 
     frames: list[np.ndarray]
     coarse: list[np.ndarray]
@@ -169,10 +169,17 @@ class TrainingData:
     names: list[str]
     # (clip, frame, row, col) of every pixel a crop may centre on, per clip (subsampled)
     centres: list[np.ndarray] = field(default_factory=list)
+    # (H, W) -> the clips of that size, in order of size
+    by_size: list[tuple[tuple[int, int], list[int]]] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.frames:
             raise InvalidInputError("refiner training: no training clips")
+        sizes = sorted({tuple(c.shape[1:3]) for c in self.coarse})
+        self.by_size = [
+            ((int(s[0]), int(s[1])), [k for k, c in enumerate(self.coarse) if c.shape[1:3] == s])
+            for s in sizes
+        ]
         if not self.centres:
             self.centres = [
                 _soft_pixels(c, a) for c, a in zip(self.coarse, self.alpha, strict=True)
@@ -197,8 +204,6 @@ def _soft_pixels(coarse: np.ndarray, alpha: np.ndarray, step: int = 4) -> np.nda
 
 
 def load_truth_data(cfg: RefinerTrainConfig) -> TrainingData:
-    from sam2_matting.metrics.known_truth import truth_clips
-
     frames, coarse, alpha, names = [], [], [], []
     sizes = cfg.train_sizes()
     for k, size in enumerate(sizes):
@@ -229,9 +234,7 @@ def sample_batch(
     data: TrainingData, step: int, cfg: RefinerTrainConfig
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
     """The crops of ``step``: image (B,3,c,c) in [0,1], coarse and truth (B,1,c,c), factor."""
-    sizes = sorted({c.shape[1:] for c in data.coarse})  # each step takes crops of one size
-    height, width = sizes[step % len(sizes)]
-    pool = [k for k, c in enumerate(data.coarse) if c.shape[1:] == (height, width)]
+    (height, width), pool = data.by_size[step % len(data.by_size)]  # one size per step
     f = scale_factor(height, width, cfg.low_side)
     c = max(f, cfg.crop // f * f)
     c = min(c, height // f * f, width // f * f)
