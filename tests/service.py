@@ -59,16 +59,25 @@ ORIGIN = "http://localhost:7262"
 
 
 def write_clip(source: Path, dest: Path, frames: int, size: tuple[int, int] = (320, 180)) -> Path:
-    """The first ``frames`` frames of ``source`` scaled to ``size``, as H.264."""
+    """The first ``frames`` frames of ``source`` scaled to ``size``, as H.264. A clip longer
+    than the source plays it forward, then backward, and so on (no cut between passes)."""
     import av
 
-    with av.open(str(source)) as src, av.open(str(dest), "w") as dst:
+    with av.open(str(source)) as src:
+        decoded = []
+        for frame in src.decode(video=0):
+            decoded.append(frame.reformat(size[0], size[1], format="yuv420p").to_ndarray())
+            if len(decoded) == frames:
+                break
+    period = max(2 * len(decoded) - 2, 1)
+    with av.open(str(dest), "w") as dst:
         out = dst.add_stream("libx264", rate=30)
         out.width, out.height, out.pix_fmt = size[0], size[1], "yuv420p"
-        for i, frame in enumerate(src.decode(video=0)):
-            if i == frames:
-                break
-            for packet in out.encode(frame.reformat(size[0], size[1], format="yuv420p")):
+        for i in range(frames):
+            k = i % period
+            plane = decoded[k if k < len(decoded) else period - k]
+            frame = av.VideoFrame.from_ndarray(plane, format="yuv420p")
+            for packet in out.encode(frame):
                 dst.mux(packet)
         for packet in out.encode():
             dst.mux(packet)
@@ -148,14 +157,23 @@ class SourceAdapter(requests.adapters.HTTPAdapter):
         super().init_poolmanager(*args, **kwargs)
 
 
-def launch(tiny_model: TinyModelFiles, shared_videos: Path, root: Path, **env_extra: str) -> Server:
-    """Start ``sam2-matting serve`` (gunicorn) on a free port; wait until /ready answers."""
+def launch(
+    tiny_model: TinyModelFiles,
+    shared_videos: Path,
+    root: Path,
+    clips: dict[str, tuple[int, tuple[int, int]]] | None = None,
+    **env_extra: str,
+) -> Server:
+    """Start ``sam2-matting serve`` (gunicorn) on a free port; wait until /ready answers.
+    ``clips``: more gallery clips, name → (frames, size), written from bedroom.mp4."""
     gallery = root / "gallery"
     if not gallery.exists():
         gallery.mkdir(parents=True)
         (gallery / "bedroom.mp4").symlink_to(shared_videos / "bedroom.mp4")
         (gallery / "dog.mp4").symlink_to(shared_videos / "01_dog.mp4")
         write_clip(shared_videos / "bedroom.mp4", gallery / "small.mp4", frames=12)
+    for name, (frames, size) in (clips or {}).items():
+        write_clip(shared_videos / "bedroom.mp4", gallery / name, frames, size)
     port = free_port()
     env = {
         **os.environ,

@@ -42,6 +42,7 @@ from sam2_matting.tiny import TinyModelFiles
 EXPORT = """mutation E($input: ExportMatteInput!) { exportMatte(input: $input) { id status } }"""
 JOB = """query J($id: String!) { exportJob(id: $id) { id status framesDone framesTotal url } }"""
 TTL = 6  # seconds; no test but the expiry one leaves a session idle that long
+LONG, LONG_FRAMES = "long.mp4", 1500
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +53,9 @@ def server(
         tiny_model,
         shared_videos,
         tmp_path_factory.mktemp("faults"),
+        # A stream that cannot end before the TTL test cancels it at TTL + 1 s, however fast
+        # the machine: the tiny model takes about 23 ms a frame here (35 s for this clip).
+        clips={LONG: (LONG_FRAMES, (128, 72))},
         SAM2_MATTING_SESSION_TTL=str(TTL),
     )
     yield s
@@ -148,7 +152,7 @@ def test_cancel_before_a_stream_applies_to_no_later_stream(server: Server) -> No
 
 def test_a_session_does_not_expire_under_its_stream(server: Server) -> None:
     """The stream outlives the idle TTL and is not cut; the TTL restarts when it ends."""
-    sid = server.start()
+    sid = server.start(f"gallery/{LONG}")
     server.click(sid)
     started = time.monotonic()
     resp = server.stream({"session_id": sid, "direction": "forward"}, ndjson=True)
@@ -160,9 +164,9 @@ def test_a_session_does_not_expire_under_its_stream(server: Server) -> None:
     duration = time.monotonic() - started
     end = lines[-1]
     assert end["type"] == "end", end
-    if end["cancelled"]:
-        assert end["reason"] == "cancelled"  # ours, not an expiry
-    assert duration > TTL  # the stream did run past the idle TTL
+    assert end["cancelled"] and end["reason"] == "cancelled", end  # ours, not an expiry
+    assert end["frames"] < LONG_FRAMES  # cut by the cancel, not run to the end
+    assert duration > TTL + 1  # so the stream did run past the idle TTL
     info = server.data_of(SESSION, {"id": sid})["session"]
     assert info["expiresInSeconds"] > TTL - 2  # the clock restarted at the stream's end
     time.sleep(TTL + 0.5)
