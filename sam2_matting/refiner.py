@@ -56,6 +56,8 @@ from sam2_matting.refiner_grid import (
     window,
 )
 
+# on a CPU, refine with the compiled kernels of sam2_matting.refiner_cpu (False: torch only)
+COMPILED_CPU = True
 REFINER_WEIGHTS = "refiner.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 FORMAT_VERSION = 1
@@ -228,6 +230,11 @@ class GuidedRefiner(torch.nn.Module):
         out = coarse.to(dev, torch.float32)
         if out is coarse and not inplace:
             out = out.clone()
+        if not out.is_contiguous():
+            out = out.contiguous()  # a copy: the result is the return value
+        if dev.type == "cpu" and COMPILED_CPU:
+            self._refine_compiled(frame_t.numpy(), out.numpy(), f)
+            return out
         band = self.band(out[:, None], f)
         cells = dilate(band, 1)  # cells whose upsampled coefficients can be nonzero
         h, w = band.shape[-2:]
@@ -249,6 +256,33 @@ class GuidedRefiner(torch.nn.Module):
             ys, xs = torch.nonzero(cells[i, 0], as_tuple=True)
             apply_cells(out[i], frame_t, grid, ys, xs, f)
         return out
+
+    def _refine_compiled(self, frame: np.ndarray, out: np.ndarray, f: int) -> None:
+        """:meth:`refine`'s steps on the CPU with the compiled kernels of
+        :mod:`sam2_matting.refiner_cpu` (the net itself stays torch's); ``out`` in place."""
+        from sam2_matting import refiner_cpu
+
+        context = self.config.radius + 2
+        for co in out:
+            band, ys, xs, box, need = refiner_cpu.band_cells(
+                co, f, self.config.soft_level, self.config.band, context
+            )
+            if box is None:
+                continue
+            h, w = band.shape
+            y0, y1, x0, x1 = box
+            cy0, cy1 = max(0, y0 - context), min(h, y1 + context)
+            cx0, cx1 = max(0, x0 - context), min(w, x1 + context)
+            image_lr, alpha_lr = refiner_cpu.down_window(
+                frame, co, cy0 * f, cy1 * f, cx0 * f, cx1 * f, f, need
+            )
+            feats, means = refiner_cpu.features(
+                image_lr, alpha_lr, self.config.radius, self.config.feature_scale
+            )
+            raw = self.net(torch.from_numpy(feats)[None])[0].numpy()
+            grid = np.zeros((self.config.channels, h, w), np.float32)
+            refiner_cpu.finish(raw, means, band[cy0:cy1, cx0:cx1], grid, cy0, cx0)
+            refiner_cpu.apply_cells(co, frame, grid, ys, xs, f)
 
 
 def parameter_count(net: torch.nn.Module) -> int:
@@ -332,7 +366,12 @@ def load_refiner(
     if not all(bool(torch.isfinite(t).all()) for t in tensors.values()):
         raise CheckpointError(f"{file} holds non-finite weights")
     net.load_state_dict({k: v.float() for k, v in tensors.items()})
-    return net.to(device).eval()
+    net = net.to(device).eval()
+    if net.device.type == "cpu" and COMPILED_CPU:
+        from sam2_matting.refiner_cpu import warm_up
+
+        warm_up()  # compile now, not on the first frame a user waits for
+    return net
 
 
 def refine_frames(net: GuidedRefiner, frames: np.ndarray, coarse: np.ndarray) -> np.ndarray:

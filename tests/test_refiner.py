@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+import sam2_matting.refiner as refiner_module
 from sam2_matting.errors import CheckpointError, InvalidInputError
 from sam2_matting.refiner import (
     ADAPTER_CONFIG,
@@ -65,12 +68,20 @@ def test_shapes_dtypes_and_size() -> None:
     assert scale_factor(1080, 1920, 256) == 8 and scale_factor(720, 1280, 256) == 5
 
 
+@pytest.fixture(params=["compiled", "torch"])
+def refine_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both CPU inference paths: the compiled kernels (the default) and torch's operations
+    (what a GPU runs, here on CPU tensors)."""
+    monkeypatch.setattr(refiner_module, "COMPILED_CPU", request.param == "compiled")
+    return str(request.param)
+
+
 @pytest.mark.parametrize("gain", [0, 1])
 @pytest.mark.parametrize(
     ("size", "low_side"), [((64, 96), 24), ((62, 95), 24), ((30, 40), 24), ((61, 107), 16)]
 )
 def test_refine_equals_the_whole_frame_forward(
-    size: tuple[int, int], low_side: int, gain: int
+    size: tuple[int, int], low_side: int, gain: int, refine_path: str
 ) -> None:
     """The cell-restricted inference is the differentiable forward on the padded frame, for
     frames that are and are not a whole number of cells, with and without the gain term."""
@@ -89,6 +100,71 @@ def test_refine_equals_the_whole_frame_forward(
     assert not torch.equal(out[0], c[0, 0])  # it did change something
     # the part past the frame's edge was computed (as padding) but nothing outside was written
     assert out.shape == (1, h, w)
+
+
+def _dense(net: GuidedRefiner, frame: np.ndarray, coarse: np.ndarray) -> torch.Tensor:
+    """The differentiable forward on the frame padded to whole cells: (N,H,W)."""
+    h, w = coarse.shape[-2:]
+    f = scale_factor(h, w, net.config.low_side)
+    img = torch.from_numpy(frame).permute(2, 0, 1)[None].float() / 255
+    pad = (0, -w % f, 0, -h % f)
+    img = F.pad(img, pad, mode="replicate")
+    out = []
+    with torch.no_grad():
+        for c in torch.from_numpy(coarse):
+            out.append(net(img, F.pad(c[None, None], pad, mode="replicate"), f)[0, 0, :h, :w])
+    return torch.stack(out)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(
+    h=st.integers(16, 90),
+    w=st.integers(16, 90),
+    low_side=st.sampled_from([16, 20, 24, 32]),
+    radius=st.integers(0, 3),
+    band=st.integers(0, 4),
+    gain=st.sampled_from([0, 1]),
+    blobs=st.lists(
+        st.tuples(st.floats(0, 1), st.floats(0, 1), st.integers(1, 12), st.floats(0.01, 0.99)),
+        min_size=0,
+        max_size=4,
+    ),
+    objects=st.integers(1, 2),
+    seed=st.integers(0, 2**16),
+)
+def test_both_inference_paths_equal_the_dense_forward(
+    h: int,
+    w: int,
+    low_side: int,
+    radius: int,
+    band: int,
+    gain: int,
+    blobs: list[tuple[float, float, int, float]],
+    objects: int,
+    seed: int,
+) -> None:
+    """Generated frames, shapes and soft regions (none, at the frame's edges and corners,
+    several, per object): the compiled kernels and torch's operations give the dense
+    forward's alpha, and leave every other pixel exactly as the coarse alpha."""
+    rng = np.random.default_rng(seed)
+    frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    coarse = (rng.random((objects, h, w)) < 0.5).astype(np.float32)
+    for k, (fy, fx, r, v) in enumerate(blobs):
+        y, x = int(fy * (h - 1)), int(fx * (w - 1))
+        coarse[k % objects, max(0, y - r) : y + r, max(0, x - r) : x + r] = v
+    net = _random_refiner(seed % 7, low_side=low_side, radius=radius, band=band, gain=gain)
+    whole = _dense(net, frame, coarse)
+    results = {}
+    for compiled in (True, False):
+        refiner_module.COMPILED_CPU = compiled
+        try:
+            results[compiled] = net.refine(frame, torch.from_numpy(coarse))
+        finally:
+            refiner_module.COMPILED_CPU = True
+    for got in results.values():
+        assert torch.allclose(got, whole, atol=2e-6)
+    if not blobs:
+        assert torch.equal(results[True], torch.from_numpy(coarse))  # no soft value: no band
 
 
 def test_zero_initialised_refiner_is_the_identity() -> None:
@@ -342,10 +418,11 @@ def test_training_on_two_sizes_alternates_their_grids(tmp_path: Path) -> None:
 
 
 def test_the_device_indexing_path_gives_the_same_alpha(monkeypatch: pytest.MonkeyPatch) -> None:
-    """On a GPU the cells are gathered and scattered with torch's indexing, on the CPU with
-    NumPy's: run the torch path here (CPU tensors) and compare."""
+    """On a GPU the cells are gathered and scattered with torch's indexing, in torch's path on
+    the CPU with NumPy's: run both here (CPU tensors) and compare."""
     import sam2_matting.refiner_grid as grid_module
 
+    monkeypatch.setattr(refiner_module, "COMPILED_CPU", False)
     net = _random_refiner(low_side=16, gain=1)
     frame, _, coarse = _scene(61, 107)
     c = torch.from_numpy(coarse)[None]

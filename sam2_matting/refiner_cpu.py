@@ -1,0 +1,385 @@
+"""The refiner's inference on a CPU, compiled (numba): each step one pass over its cells.
+
+:meth:`sam2_matting.refiner.GuidedRefiner.refine` with torch's operations spends most of its
+time on a CPU moving data between many small operations (gathering cells, converting,
+upsampling, scattering back), not computing. These kernels do the same arithmetic in one pass
+each, reading the frame and the coarse alpha where they lie; only the conv net stays torch's:
+
+- :func:`band_cells`: the band (cells within ``band`` cells of an uncertain sample), the cells
+  the full-resolution model touches (the band grown by one), the band's bounding box and which
+  cells of the net's window can reach the band (within ``context`` cells of it), as
+  ``GuidedRefiner.band``, :func:`~sam2_matting.refiner_grid.dilate` and
+  :func:`~sam2_matting.refiner_grid.nonzero_box` compute them, on the soft cells' box only;
+- :func:`down_window`: the block means of the frame and of the coarse alpha on those cells of
+  the window (past the frame's edge its last row and column repeat), as
+  :func:`~sam2_matting.refiner_grid.down_frame` and ``block_mean(window(...))``;
+- :func:`features` and :func:`finish`: the net's input (guided-filter statistics) and its
+  output turned into the coefficients, as ``GuidedRefiner.coefficients``;
+- :func:`apply_cells`: the coefficients upsampled bilinearly and the linear model applied on
+  the given cells, clamped, in place, as :func:`sam2_matting.refiner_grid.apply_cells`.
+
+The results equal the torch path's and the dense forward's to float32 rounding
+(tests/test_refiner.py checks both on generated frames). numba compiles each kernel on its
+first call in a process (seconds; then cached on disk next to this file, or in numba's cache
+folder, for the next process): :func:`warm_up`, called when a refiner is loaded, does it then.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+from numba import njit
+
+
+@functools.lru_cache(maxsize=16)
+def taps(f: int) -> np.ndarray:
+    """(3, f) float32: the bilinear weight of the previous, own and next cell along one axis
+    for each of a cell's ``f`` pixels (upsampling by ``f``, align_corners=False)."""
+    offset = (np.arange(f, dtype=np.float64) + 0.5) / f - 0.5
+    before = offset < 0
+    w = np.stack(
+        [
+            np.where(before, -offset, 0.0),
+            np.where(before, 1.0 + offset, 1.0 - offset),
+            np.where(before, 0.0, offset),
+        ]
+    )
+    return np.ascontiguousarray(w, dtype=np.float32)
+
+
+@njit(cache=True, nogil=True)
+def _band_cells(
+    coarse: np.ndarray, f: int, lo: np.float32, hi: np.float32, band: int, context: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    height, width = coarse.shape
+    h, w = -(-height // f), -(-width // f)
+    c = f // 2
+    soft = np.zeros((h, w), np.uint8)
+    sy0, sy1, sx0, sx1 = h, 0, w, 0
+    for i in range(h):
+        y = min(i * f + c, height - 1)
+        for j in range(w):
+            v = coarse[y, min(j * f + c, width - 1)]
+            if v > lo and v < hi:
+                soft[i, j] = 1
+                sy0, sy1 = min(sy0, i), max(sy1, i + 1)
+                sx0, sx1 = min(sx0, j), max(sx1, j + 1)
+    grown = np.zeros((h, w), np.uint8)
+    box = np.zeros(4, np.int64)  # y0, y1, x0, x1 of the band; all 0: no band
+    if sy1 == 0:
+        return grown, np.empty(0, np.int64), np.empty(0, np.int64), box, np.empty((0, 0), np.uint8)
+    # everything below happens within `band + context` cells of the soft cells
+    m = band + max(context, 1)
+    ry0, ry1, rx0, rx1 = max(0, sy0 - m), min(h, sy1 + m), max(0, sx0 - m), min(w, sx1 + m)
+    part = _dilate(soft[ry0:ry1, rx0:rx1], band)
+    grown[ry0:ry1, rx0:rx1] = part
+    cells = _dilate(part, 1)
+    need = _dilate(part, context)
+    gy0, gy1, gx0, gx1 = ry1 - ry0, 0, rx1 - rx0, 0
+    count = 0
+    for i in range(ry1 - ry0):
+        for j in range(rx1 - rx0):
+            if part[i, j]:
+                gy0, gy1 = min(gy0, i), max(gy1, i + 1)
+                gx0, gx1 = min(gx0, j), max(gx1, j + 1)
+            count += cells[i, j]
+    ys = np.empty(count, np.int64)
+    xs = np.empty(count, np.int64)
+    k = 0
+    for i in range(ry1 - ry0):
+        for j in range(rx1 - rx0):
+            if cells[i, j]:
+                ys[k] = ry0 + i
+                xs[k] = rx0 + j
+                k += 1
+    box[0], box[1], box[2], box[3] = ry0 + gy0, ry0 + gy1, rx0 + gx0, rx0 + gx1
+    wy0, wy1 = max(0, box[0] - context), min(h, box[1] + context)
+    wx0, wx1 = max(0, box[2] - context), min(w, box[3] + context)
+    return grown, ys, xs, box, need[wy0 - ry0 : wy1 - ry0, wx0 - rx0 : wx1 - rx0].copy()
+
+
+@njit(cache=True, nogil=True)
+def _dilate(mask: np.ndarray, r: int) -> np.ndarray:
+    """Max over the (2r+1)^2 window of a 0/1 mask, zero past its edges (separable)."""
+    h, w = mask.shape
+    if r == 0:
+        return mask.copy()
+    rows = np.zeros((h, w), np.uint8)
+    for i in range(h):
+        last = -1  # the last column set so far in this row
+        for j in range(w):
+            if mask[i, j]:
+                for k in range(max(last + 1, j - r), min(w, j + r + 1)):
+                    rows[i, k] = 1
+                last = min(w - 1, j + r)
+    out = np.zeros((h, w), np.uint8)
+    for i in range(h):
+        for j in range(w):
+            if rows[i, j]:
+                for k in range(max(0, i - r), min(h, i + r + 1)):
+                    out[k, j] = 1
+    return out
+
+
+def band_cells(
+    coarse: np.ndarray, f: int, level: float, band: int, context: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int, int, int] | None, np.ndarray]:
+    """Full-resolution coarse alpha (H,W) float32 -> (band (h,w) uint8, the rows and columns of
+    the cells to compute, the band's box y0, y1, x0, x1 or None when the band is empty, and
+    which cells of the window (the box grown by ``context``, clipped) lie within ``context``
+    cells of the band: the only ones whose low-resolution inputs reach the band's
+    coefficients). Uncertain: strictly between ``level`` and ``1 - level``, compared in
+    float32 as torch does."""
+    lo, hi = np.float32(level), np.float32(1.0 - level)
+    grown, ys, xs, box, need = _band_cells(coarse, f, lo, hi, band, context)
+    y0, y1, x0, x1 = (int(v) for v in box)
+    return grown, ys, xs, (None if y1 == 0 else (y0, y1, x0, x1)), need
+
+
+@njit(cache=True, nogil=True)
+def _down_window(
+    frame: np.ndarray,
+    coarse: np.ndarray,
+    y0: int,
+    y1: int,
+    x0: int,
+    x1: int,
+    f: int,
+    need: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    height, width = coarse.shape
+    h, w = (y1 - y0) // f, (x1 - x0) // f
+    image = np.zeros((3, h, w), np.float32)
+    alpha = np.zeros((h, w), np.float32)
+    scale = np.float32(1.0 / (255.0 * f * f))
+    for i in range(h):
+        for j in range(w):
+            if not need[i, j]:
+                continue
+            s0 = 0
+            s1 = 0
+            s2 = 0
+            a = 0.0
+            bx = x0 + j * f
+            if y0 + (i + 1) * f <= height and bx + f <= width:  # a whole cell: no clamping
+                for y in range(y0 + i * f, y0 + (i + 1) * f):
+                    for x in range(bx, bx + f):
+                        s0 += frame[y, x, 0]
+                        s1 += frame[y, x, 1]
+                        s2 += frame[y, x, 2]
+                        a += coarse[y, x]
+            else:  # past the frame's edge its last row and column repeat
+                for dy in range(f):
+                    y = min(y0 + i * f + dy, height - 1)
+                    for dx in range(f):
+                        x = min(bx + dx, width - 1)
+                        s0 += frame[y, x, 0]
+                        s1 += frame[y, x, 1]
+                        s2 += frame[y, x, 2]
+                        a += coarse[y, x]
+            image[0, i, j] = np.float32(s0) * scale
+            image[1, i, j] = np.float32(s1) * scale
+            image[2, i, j] = np.float32(s2) * scale
+            alpha[i, j] = np.float32(a * (1.0 / (f * f)))
+    return image, alpha
+
+
+def down_window(
+    frame: np.ndarray,
+    coarse: np.ndarray,
+    y0: int,
+    y1: int,
+    x0: int,
+    x1: int,
+    f: int,
+    need: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows y0:y1, columns x0:x1 (multiples of ``f``) of an RGB uint8 frame (H,W,3) and of its
+    coarse alpha (H,W) float32 -> the mean of each f x f block: (3,h,w) in [0, 1] and (h,w);
+    only on the cells ``need`` marks (uint8 (h,w); None: every cell), zero elsewhere."""
+    if need is None:
+        need = np.ones(((y1 - y0) // f, (x1 - x0) // f), np.uint8)
+    return _down_window(frame, coarse, y0, y1, x0, x1, f, need)
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _apply_cells(
+    target: np.ndarray,
+    frame: np.ndarray,
+    padded: np.ndarray,
+    ys: np.ndarray,
+    xs: np.ndarray,
+    f: int,
+    wt: np.ndarray,
+) -> None:
+    height, width = target.shape
+    nc = padded.shape[0]
+    col = np.empty((nc, 3), np.float32)  # one pixel row's coefficients at the 3 columns
+    up = np.zeros((5, f), np.float32)  # ... and at each of the row's f pixels (G = 0 if absent)
+    for k in range(len(ys)):
+        cy, cx = ys[k], xs[k]
+        ny = min(f, height - cy * f)
+        nx = min(f, width - cx * f)
+        x0 = cx * f
+        for py in range(ny):
+            # padded row cy + i is the grid's row cy - 1 + i: the cell's 3x3 neighbourhood
+            for c in range(nc):
+                for j in range(3):
+                    col[c, j] = (
+                        wt[0, py] * padded[c, cy, cx + j]
+                        + wt[1, py] * padded[c, cy + 1, cx + j]
+                        + wt[2, py] * padded[c, cy + 2, cx + j]
+                    )
+                c0, c1, c2 = col[c, 0], col[c, 1], col[c, 2]
+                for px in range(f):
+                    up[c, px] = wt[0, px] * c0 + wt[1, px] * c1 + wt[2, px] * c2
+            y = cy * f + py
+            t = target[y, x0 : x0 + nx]
+            fr = frame[y, x0 : x0 + nx]
+            for px in range(nx):
+                co = t[px]
+                val = co + up[3, px] + up[4, px] * co
+                val += up[0, px] * np.float32(fr[px, 0])
+                val += up[1, px] * np.float32(fr[px, 1])
+                val += up[2, px] * np.float32(fr[px, 2])
+                t[px] = min(max(val, np.float32(0.0)), np.float32(1.0))
+
+
+def apply_cells(
+    target: np.ndarray, frame: np.ndarray, grid: np.ndarray, ys: np.ndarray, xs: np.ndarray, f: int
+) -> None:
+    """target (H,W) float32 += the linear model with the coefficients ``grid`` (C,h,w) float32
+    (A on 8-bit values) upsampled, on the cells (ys, xs); clamped to [0, 1], in place."""
+    padded = np.pad(grid, ((0, 0), (1, 1), (1, 1)), mode="edge")
+    _apply_cells(target, frame, padded, ys, xs, f, taps(f))
+
+
+@njit(cache=True, nogil=True)
+def _box_sum(x: np.ndarray, r: int) -> np.ndarray:
+    """Sum over the (2r+1)^2 window inside the grid of each channel of (C,h,w), in float64."""
+    nc, h, w = x.shape
+    rows = np.zeros((nc, h, w), np.float64)
+    for c in range(nc):
+        for i in range(h):
+            acc = 0.0
+            for j in range(min(r, w)):
+                acc += x[c, i, j]
+            for j in range(w):
+                if j + r < w:
+                    acc += x[c, i, j + r]
+                if j - r - 1 >= 0:
+                    acc -= x[c, i, j - r - 1]
+                rows[c, i, j] = acc
+    out = np.zeros((nc, h, w), np.float64)
+    for c in range(nc):
+        for j in range(w):
+            acc = 0.0
+            for i in range(min(r, h)):
+                acc += rows[c, i, j]
+            for i in range(h):
+                if i + r < h:
+                    acc += rows[c, i + r, j]
+                if i - r - 1 >= 0:
+                    acc -= rows[c, i - r - 1, j]
+                out[c, i, j] = acc
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _features(
+    image: np.ndarray, alpha: np.ndarray, r: int, scale: float
+) -> tuple[np.ndarray, np.ndarray]:
+    _, h, w = image.shape
+    stack = np.empty((8, h, w), np.float64)  # x (3), y, x*y (3)... the last two rows reused
+    sq = np.empty((3, h, w), np.float64)
+    for c in range(3):
+        for i in range(h):
+            for j in range(w):
+                v = np.float64(image[c, i, j])
+                stack[c, i, j] = v
+                stack[4 + c, i, j] = v * alpha[i, j]
+                sq[c, i, j] = v * v
+    for i in range(h):
+        for j in range(w):
+            stack[3, i, j] = alpha[i, j]
+    stack[7] = 0.0
+    sums = _box_sum(stack[:7], r)
+    sq_sums = _box_sum(sq, r)
+    feats = np.empty((8, h, w), np.float32)
+    means = np.empty((4, h, w), np.float32)  # mean of x (3) and of y
+    for i in range(h):
+        ni = min(h - 1, i + r) - max(0, i - r) + 1
+        for j in range(w):
+            nj = min(w - 1, j + r) - max(0, j - r) + 1
+            inv = 1.0 / (ni * nj)
+            my = sums[3, i, j] * inv
+            for c in range(3):
+                mx = sums[c, i, j] * inv
+                feats[c, i, j] = (sums[4 + c, i, j] * inv - mx * my) * scale
+                feats[3 + c, i, j] = (sq_sums[c, i, j] * inv - mx * mx) * scale
+                means[c, i, j] = mx
+            feats[6, i, j] = alpha[i, j]
+            feats[7, i, j] = my
+            means[3, i, j] = my
+    return feats, means
+
+
+def features(
+    image: np.ndarray, alpha: np.ndarray, r: int, scale: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """The net's input for a (3,h,w) image and (h,w) coarse alpha at low resolution, as
+    ``GuidedRefiner.coefficients`` builds it: (8,h,w) covariance and variance (scaled), the
+    alpha and its local mean; and (4,h,w) the local means of the image and the alpha."""
+    return _features(image, alpha, r, scale)
+
+
+@njit(cache=True, nogil=True)
+def _finish(
+    out: np.ndarray, means: np.ndarray, band: np.ndarray, grid: np.ndarray, y0: int, x0: int
+) -> None:
+    nc, h, w = out.shape
+    gain = nc == 5
+    inv = np.float32(1.0 / 255.0)
+    for i in range(h):
+        for j in range(w):
+            if not band[i, j]:
+                continue
+            b = out[3, i, j]
+            for c in range(3):
+                a = out[c, i, j]
+                b -= a * means[c, i, j]
+                grid[c, y0 + i, x0 + j] = a * inv
+            if gain:
+                g = out[4, i, j]
+                b -= g * means[3, i, j]
+                grid[4, y0 + i, x0 + j] = g
+            grid[3, y0 + i, x0 + j] = b
+
+
+def finish(
+    out: np.ndarray, means: np.ndarray, band: np.ndarray, grid: np.ndarray, y0: int, x0: int
+) -> None:
+    """The net's output (C,h,w) -> the coefficients A (on 8-bit values), B, G, written into
+    the zeroed grid (C,H,W) at rows y0.., columns x0.., on the band's cells only."""
+    _finish(out, means, band, grid, y0, x0)
+
+
+_warm = False
+
+
+def warm_up() -> None:
+    """Compile (or load from numba's cache) every kernel now, not on the first frame."""
+    global _warm
+    if _warm:
+        return
+    frame = np.zeros((16, 16, 3), np.uint8)
+    coarse = np.full((16, 16), 0.5, np.float32)
+    band, ys, xs, _, need = band_cells(coarse, 4, 0.02, 1, 2)
+    image, alpha = down_window(frame, coarse, 0, 16, 0, 16, 4, need)
+    _, means = features(image, alpha, 2, 10.0)
+    for channels in (4, 5):
+        grid = np.zeros((channels, 4, 4), np.float32)
+        finish(np.zeros((channels, 4, 4), np.float32), means, band, grid, 0, 0)
+        apply_cells(coarse, frame, grid, ys, xs, 4)
+    _warm = True
