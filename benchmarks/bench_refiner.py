@@ -96,19 +96,22 @@ def speed(net: GuidedRefiner, args: argparse.Namespace) -> None:
     )
     print(
         f"\n1080p, {args.speed_frames} frames a clip, best of {args.repeats}, torch threads "
-        f"{torch.get_num_threads()} (CPU = all threads of the process):"
+        f"{torch.get_num_threads()} (CPU = all threads of the process); refiner: the compiled "
+        "CPU kernels (the default on a CPU), torch ops: the same steps as torch operations "
+        "(the path a GPU runs), here on the CPU:"
     )
     print(
         "| clip | soft coarse pixels | decode wall / CPU ms | refiner wall / CPU ms "
-        "| refiner / decode, wall / CPU |"
+        "| refiner / decode, wall / CPU | torch ops wall / CPU ms | torch ops / decode, CPU |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for clip in clips:
-        (dw, dc), (rw, rc) = _time_clip(net, clip, args.repeats)
+        (dw, dc), (rw, rc), (tw, tc) = _time_clip(net, clip, args.repeats)
         soft = float(((clip.coarse > 0.5 / 255) & (clip.coarse < 1 - 0.5 / 255)).mean()) * 100
         print(
             f"| {clip.name} | {soft:.1f} % | {dw * 1e3:.1f} / {dc * 1e3:.1f} "
-            f"| {rw * 1e3:.1f} / {rc * 1e3:.1f} | {rw / dw:.2f} / {rc / dc:.2f} |"
+            f"| {rw * 1e3:.1f} / {rc * 1e3:.1f} | {rw / dw:.2f} / {rc / dc:.2f} "
+            f"| {tw * 1e3:.1f} / {tc * 1e3:.1f} | {tc / dc:.2f} |"
         )
     print("goal: refiner / decode <= 1.0")
 
@@ -116,6 +119,7 @@ def speed(net: GuidedRefiner, args: argparse.Namespace) -> None:
 def _time_clip(net: GuidedRefiner, clip, repeats: int):  # type: ignore[no-untyped-def]
     import av
 
+    import sam2_matting.refiner as refiner_module
     from sam2_matting.video import open_video
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -129,20 +133,26 @@ def _time_clip(net: GuidedRefiner, clip, repeats: int):  # type: ignore[no-untyp
                     out.mux(packet)
             for packet in stream.encode():
                 out.mux(packet)
-        decode, refine = [], []  # (wall, CPU of all the process's threads) per frame
+        # (wall, CPU of all the process's threads) per frame: decode, compiled, torch ops
+        decode: list[tuple[float, float]] = []
+        runs: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
         for _ in range(repeats):
             with open_video(path, cache_size=1) as source:
                 t0, c0 = time.perf_counter(), time.process_time()
                 frames = [source.get_frame(i) for i in range(source.frame_count)]
                 n = len(frames)
                 decode.append(((time.perf_counter() - t0) / n, (time.process_time() - c0) / n))
-            # fresh copies made before the clock starts (a session's sigmoid makes its own)
-            coarse = [torch.from_numpy(c[None].copy()) for c in clip.coarse]
-            t0, c0 = time.perf_counter(), time.process_time()
-            for frame, c in zip(frames, coarse, strict=True):
-                net.refine(frame, c, inplace=True)
-            refine.append(((time.perf_counter() - t0) / n, (time.process_time() - c0) / n))
-    return min(decode), min(refine)
+            for compiled in (True, False):
+                refiner_module.COMPILED_CPU = compiled
+                # fresh copies made before the clock starts (a session's sigmoid makes its own)
+                coarse = [torch.from_numpy(c[None].copy()) for c in clip.coarse]
+                t0, c0 = time.perf_counter(), time.process_time()
+                for frame, c in zip(frames, coarse, strict=True):
+                    net.refine(frame, c, inplace=True)
+                wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+                runs[compiled].append((wall / n, cpu / n))
+        refiner_module.COMPILED_CPU = True
+    return min(decode), min(runs[True]), min(runs[False])
 
 
 def main() -> int:

@@ -58,6 +58,7 @@ from sam2_matting.refiner_grid import (
 
 # on a CPU, refine with the compiled kernels of sam2_matting.refiner_cpu (False: torch only)
 COMPILED_CPU = True
+_compiled_ok: bool | None = None  # whether they compiled in this process (None: not tried yet)
 REFINER_WEIGHTS = "refiner.safetensors"
 ADAPTER_CONFIG = "adapter_config.json"
 FORMAT_VERSION = 1
@@ -119,6 +120,30 @@ class RefinerConfig:
         values.setdefault("gain", 0)  # written before the gain term existed
         values.setdefault("soft_level", 0.5 / 255)  # written before the soft level was set
         return cls(**values).validate()
+
+
+def compiled_cpu() -> bool:
+    """Whether the CPU path uses the compiled kernels: ``COMPILED_CPU`` and they compile here
+    (the first call compiles them, or loads numba's cache; if numba cannot, a warning says so
+    once and torch's operations do the same work)."""
+    global _compiled_ok
+    if not COMPILED_CPU:
+        return False
+    if _compiled_ok is None:
+        try:
+            from sam2_matting import refiner_cpu
+
+            refiner_cpu.warm_up()
+            _compiled_ok = True
+        except Exception as err:  # numba missing, or unable to compile or cache on this host
+            warnings.warn(
+                f"the refiner's compiled CPU kernels are not available ({err}); "
+                "it runs with torch's operations (slower, same result)",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            _compiled_ok = False
+    return _compiled_ok
 
 
 def scale_factor(height: int, width: int, low_side: int) -> int:
@@ -232,7 +257,7 @@ class GuidedRefiner(torch.nn.Module):
             out = out.clone()
         if not out.is_contiguous():
             out = out.contiguous()  # a copy: the result is the return value
-        if dev.type == "cpu" and COMPILED_CPU:
+        if dev.type == "cpu" and compiled_cpu():
             self._refine_compiled(frame_t.numpy(), out.numpy(), f)
             return out
         band = self.band(out[:, None], f)
@@ -280,9 +305,9 @@ class GuidedRefiner(torch.nn.Module):
                 image_lr, alpha_lr, self.config.radius, self.config.feature_scale
             )
             raw = self.net(torch.from_numpy(feats)[None])[0].numpy()
-            grid = np.zeros((self.config.channels, h, w), np.float32)
-            refiner_cpu.finish(raw, means, band[cy0:cy1, cx0:cx1], grid, cy0, cx0)
-            refiner_cpu.apply_cells(co, frame, grid, ys, xs, f)
+            grid = refiner_cpu.finish(raw, means, band[cy0:cy1, cx0:cx1], (h, w), cy0, cx0)
+            live = np.pad(band, 1, mode="edge")
+            refiner_cpu.apply_cells(co, frame, grid, ys, xs, f, live)
 
 
 def parameter_count(net: torch.nn.Module) -> int:
@@ -367,10 +392,8 @@ def load_refiner(
         raise CheckpointError(f"{file} holds non-finite weights")
     net.load_state_dict({k: v.float() for k, v in tensors.items()})
     net = net.to(device).eval()
-    if net.device.type == "cpu" and COMPILED_CPU:
-        from sam2_matting.refiner_cpu import warm_up
-
-        warm_up()  # compile now, not on the first frame a user waits for
+    if net.device.type == "cpu":
+        compiled_cpu()  # compile now, not on the first frame a user waits for
     return net
 
 

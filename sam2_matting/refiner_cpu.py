@@ -208,6 +208,7 @@ def _apply_cells(
     target: np.ndarray,
     frame: np.ndarray,
     padded: np.ndarray,
+    live: np.ndarray,
     ys: np.ndarray,
     xs: np.ndarray,
     f: int,
@@ -215,44 +216,70 @@ def _apply_cells(
 ) -> None:
     height, width = target.shape
     nc = padded.shape[0]
-    col = np.empty((nc, 3), np.float32)  # one pixel row's coefficients at the 3 columns
-    up = np.zeros((5, f), np.float32)  # ... and at each of the row's f pixels (G = 0 if absent)
-    for k in range(len(ys)):
-        cy, cx = ys[k], xs[k]
-        ny = min(f, height - cy * f)
-        nx = min(f, width - cx * f)
-        x0 = cx * f
-        for py in range(ny):
-            # padded row cy + i is the grid's row cy - 1 + i: the cell's 3x3 neighbourhood
-            for c in range(nc):
-                for j in range(3):
-                    col[c, j] = (
-                        wt[0, py] * padded[c, cy, cx + j]
-                        + wt[1, py] * padded[c, cy + 1, cx + j]
-                        + wt[2, py] * padded[c, cy + 2, cx + j]
-                    )
-                c0, c1, c2 = col[c, 0], col[c, 1], col[c, 2]
-                for px in range(f):
-                    up[c, px] = wt[0, px] * c0 + wt[1, px] * c1 + wt[2, px] * c2
+    half = f // 2  # pixels 0..half-1 of a cell lie before its centre: they blend the previous
+    up = np.zeros((5, f), np.float32)  # one pixel row of a cell: its coefficients (G = 0 if absent)
+    n = len(ys)
+    start = 0
+    # cells in row-major order (as band_cells lists them) are done a row of cells at a time,
+    # one pixel row after the other (any order gives the same result)
+    while start < n:
+        cy = ys[start]
+        stop = start
+        while stop < n and ys[stop] == cy:
+            stop += 1
+        for py in range(min(f, height - cy * f)):
             y = cy * f + py
-            t = target[y, x0 : x0 + nx]
-            fr = frame[y, x0 : x0 + nx]
-            for px in range(nx):
-                co = t[px]
-                val = co + up[3, px] + up[4, px] * co
-                val += up[0, px] * np.float32(fr[px, 0])
-                val += up[1, px] * np.float32(fr[px, 1])
-                val += up[2, px] * np.float32(fr[px, 2])
-                t[px] = min(max(val, np.float32(0.0)), np.float32(1.0))
+            a0, a1, a2 = wt[0, py], wt[1, py], wt[2, py]
+            r = cy if py < half else cy + 1
+            for k in range(start, stop):
+                cx = xs[k]
+                # padded row cy + i is the grid's row cy - 1 + i: the cell's 3x3 neighbourhood.
+                # A pixel blends 2x2 of them; where all four are zero alpha stays the coarse one.
+                mid = live[r, cx + 1] | live[r + 1, cx + 1]
+                left = mid | live[r, cx] | live[r + 1, cx]
+                right = mid | live[r, cx + 2] | live[r + 1, cx + 2]
+                if not (left or right):
+                    continue
+                nx = min(f, width - cx * f)
+                p0 = 0 if left else half
+                p1 = nx if right else min(nx, half)
+                for c in range(nc):
+                    c0 = a0 * padded[c, cy, cx] + a1 * padded[c, cy + 1, cx]
+                    c0 += a2 * padded[c, cy + 2, cx]
+                    c1 = a0 * padded[c, cy, cx + 1] + a1 * padded[c, cy + 1, cx + 1]
+                    c1 += a2 * padded[c, cy + 2, cx + 1]
+                    c2 = a0 * padded[c, cy, cx + 2] + a1 * padded[c, cy + 1, cx + 2]
+                    c2 += a2 * padded[c, cy + 2, cx + 2]
+                    for px in range(f):
+                        up[c, px] = wt[0, px] * c0 + wt[1, px] * c1 + wt[2, px] * c2
+                x0 = cx * f
+                t = target[y, x0 : x0 + nx]
+                fr = frame[y, x0 : x0 + nx]
+                for px in range(p0, p1):
+                    co = t[px]
+                    val = co + up[3, px] + up[4, px] * co
+                    val += up[0, px] * np.float32(fr[px, 0])
+                    val += up[1, px] * np.float32(fr[px, 1])
+                    val += up[2, px] * np.float32(fr[px, 2])
+                    t[px] = min(max(val, np.float32(0.0)), np.float32(1.0))
+        start = stop
 
 
 def apply_cells(
-    target: np.ndarray, frame: np.ndarray, grid: np.ndarray, ys: np.ndarray, xs: np.ndarray, f: int
+    target: np.ndarray,
+    frame: np.ndarray,
+    padded: np.ndarray,
+    ys: np.ndarray,
+    xs: np.ndarray,
+    f: int,
+    live: np.ndarray,
 ) -> None:
-    """target (H,W) float32 += the linear model with the coefficients ``grid`` (C,h,w) float32
-    (A on 8-bit values) upsampled, on the cells (ys, xs); clamped to [0, 1], in place."""
-    padded = np.pad(grid, ((0, 0), (1, 1), (1, 1)), mode="edge")
-    _apply_cells(target, frame, padded, ys, xs, f, taps(f))
+    """target (H,W) float32 += the linear model with the coefficients ``padded`` (C,h+2,w+2)
+    float32 (A on 8-bit values; the grid with its edge repeated: :func:`finish`) upsampled, on
+    the cells (ys, xs); clamped to [0, 1], in place. ``live`` (h+2,w+2) uint8, padded alike,
+    marks the cells whose coefficients may be nonzero (the band): pixels that blend only
+    others are skipped (the model leaves them as they are)."""
+    _apply_cells(target, frame, padded, live, ys, xs, f, taps(f))
 
 
 @njit(cache=True, nogil=True)
@@ -355,14 +382,31 @@ def _finish(
                 b -= g * means[3, i, j]
                 grid[4, y0 + i, x0 + j] = g
             grid[3, y0 + i, x0 + j] = b
+    _repeat_edges(grid)
+
+
+@njit(cache=True, nogil=True)
+def _repeat_edges(x: np.ndarray) -> None:
+    """Fill the outer ring of (C,h+2,w+2) with its neighbours inside (replicate padding)."""
+    _, hp, wp = x.shape
+    for c in range(x.shape[0]):
+        for j in range(1, wp - 1):
+            x[c, 0, j] = x[c, 1, j]
+            x[c, hp - 1, j] = x[c, hp - 2, j]
+        for i in range(hp):
+            x[c, i, 0] = x[c, i, 1]
+            x[c, i, wp - 1] = x[c, i, wp - 2]
 
 
 def finish(
-    out: np.ndarray, means: np.ndarray, band: np.ndarray, grid: np.ndarray, y0: int, x0: int
-) -> None:
-    """The net's output (C,h,w) -> the coefficients A (on 8-bit values), B, G, written into
-    the zeroed grid (C,H,W) at rows y0.., columns x0.., on the band's cells only."""
-    _finish(out, means, band, grid, y0, x0)
+    out: np.ndarray, means: np.ndarray, band: np.ndarray, shape: tuple[int, int], y0: int, x0: int
+) -> np.ndarray:
+    """The net's output (C,h',w') on the window at rows y0.., columns x0.. of the grid ->
+    the coefficients A (on 8-bit values), B, G on the band's cells, zero elsewhere, as the
+    (C,h+2,w+2) grid of ``shape`` (h,w) with its edge repeated, as :func:`apply_cells` reads it."""
+    grid = np.zeros((out.shape[0], shape[0] + 2, shape[1] + 2), np.float32)
+    _finish(out, means, band, grid, y0 + 1, x0 + 1)
+    return grid
 
 
 _warm = False
@@ -379,7 +423,6 @@ def warm_up() -> None:
     image, alpha = down_window(frame, coarse, 0, 16, 0, 16, 4, need)
     _, means = features(image, alpha, 2, 10.0)
     for channels in (4, 5):
-        grid = np.zeros((channels, 4, 4), np.float32)
-        finish(np.zeros((channels, 4, 4), np.float32), means, band, grid, 0, 0)
-        apply_cells(coarse, frame, grid, ys, xs, 4)
+        grid = finish(np.zeros((channels, 4, 4), np.float32), means, band, (4, 4), 0, 0)
+        apply_cells(coarse, frame, grid, ys, xs, 4, np.pad(band, 1, mode="edge"))
     _warm = True

@@ -167,6 +167,28 @@ def test_both_inference_paths_equal_the_dense_forward(
         assert torch.equal(results[True], torch.from_numpy(coarse))  # no soft value: no band
 
 
+def test_without_the_compiled_kernels_torch_does_the_work(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A host where numba cannot compile: one warning, then the same alpha from torch."""
+    import sam2_matting.refiner_cpu as kernels
+
+    net = _random_refiner(low_side=16, gain=1)
+    frame, _, coarse = _scene(61, 107)
+    c = torch.from_numpy(coarse)[None]
+    expected = net.refine(frame, c)
+
+    def broken() -> None:
+        raise RuntimeError("no locator available")
+
+    monkeypatch.setattr(kernels, "warm_up", broken)
+    monkeypatch.setattr(refiner_module, "_compiled_ok", None)
+    with pytest.warns(RuntimeWarning, match="compiled CPU kernels are not available"):
+        got = net.refine(frame, c)
+    assert torch.allclose(got, expected, atol=2e-6) and not torch.equal(got, c)
+    assert refiner_module.compiled_cpu() is False  # decided once per process
+
+
 def test_zero_initialised_refiner_is_the_identity() -> None:
     net = GuidedRefiner()
     frame, _, coarse = _scene(48, 64)
