@@ -138,7 +138,7 @@ def band_cells(
 
 
 @njit(cache=True, nogil=True)
-def _down_window(
+def down_window(
     frame: np.ndarray,
     coarse: np.ndarray,
     y0: int,
@@ -148,6 +148,9 @@ def _down_window(
     f: int,
     need: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
+    """Rows y0:y1, columns x0:x1 (multiples of ``f``) of an RGB uint8 frame (H,W,3) and of its
+    coarse alpha (H,W) float32 -> the mean of each f x f block: (3,h,w) in [0, 1] and (h,w);
+    only on the cells ``need`` (uint8 (h,w)) marks, zero elsewhere."""
     height, width = coarse.shape
     h, w = (y1 - y0) // f, (x1 - x0) // f
     image = np.zeros((3, h, w), np.float32)
@@ -183,24 +186,6 @@ def _down_window(
             image[2, i, j] = np.float32(s2) * scale
             alpha[i, j] = np.float32(a * (1.0 / (f * f)))
     return image, alpha
-
-
-def down_window(
-    frame: np.ndarray,
-    coarse: np.ndarray,
-    y0: int,
-    y1: int,
-    x0: int,
-    x1: int,
-    f: int,
-    need: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Rows y0:y1, columns x0:x1 (multiples of ``f``) of an RGB uint8 frame (H,W,3) and of its
-    coarse alpha (H,W) float32 -> the mean of each f x f block: (3,h,w) in [0, 1] and (h,w);
-    only on the cells ``need`` marks (uint8 (h,w); None: every cell), zero elsewhere."""
-    if need is None:
-        need = np.ones(((y1 - y0) // f, (x1 - x0) // f), np.uint8)
-    return _down_window(frame, coarse, y0, y1, x0, x1, f, need)
 
 
 @njit(cache=True, nogil=True, fastmath=True)
@@ -283,10 +268,10 @@ def apply_cells(
 
 
 @njit(cache=True, nogil=True)
-def _box_sum(x: np.ndarray, r: int) -> np.ndarray:
-    """Sum over the (2r+1)^2 window inside the grid of each channel of (C,h,w), in float64."""
+def _window_sum(x: np.ndarray, r: int) -> np.ndarray:
+    """Sum over columns j-r..j+r inside the grid, for each row of each channel of (C,h,w)."""
     nc, h, w = x.shape
-    rows = np.zeros((nc, h, w), np.float64)
+    out = np.zeros((nc, h, w), np.float64)
     for c in range(nc):
         for i in range(h):
             acc = 0.0
@@ -297,20 +282,16 @@ def _box_sum(x: np.ndarray, r: int) -> np.ndarray:
                     acc += x[c, i, j + r]
                 if j - r - 1 >= 0:
                     acc -= x[c, i, j - r - 1]
-                rows[c, i, j] = acc
-    out = np.zeros((nc, h, w), np.float64)
-    for c in range(nc):
-        for j in range(w):
-            acc = 0.0
-            for i in range(min(r, h)):
-                acc += rows[c, i, j]
-            for i in range(h):
-                if i + r < h:
-                    acc += rows[c, i + r, j]
-                if i - r - 1 >= 0:
-                    acc -= rows[c, i - r - 1, j]
                 out[c, i, j] = acc
     return out
+
+
+@njit(cache=True, nogil=True)
+def _box_sum(x: np.ndarray, r: int) -> np.ndarray:
+    """Sum over the (2r+1)^2 window inside the grid of each channel of (C,h,w), in float64:
+    along the rows, then (transposed) along the columns."""
+    rows = _window_sum(x, r)
+    return _window_sum(rows.transpose(0, 2, 1), r).transpose(0, 2, 1)
 
 
 @njit(cache=True, nogil=True)
