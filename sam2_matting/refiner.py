@@ -289,15 +289,12 @@ class GuidedRefiner(torch.nn.Module):
 
         context = self.config.radius + 2
         for co in out:
-            band, ys, xs, box, need = refiner_cpu.band_cells(
+            band, ys, xs, win, need = refiner_cpu.band_cells(
                 co, f, self.config.soft_level, self.config.band, context
             )
-            if box is None:
+            if win is None:
                 continue
-            h, w = band.shape
-            y0, y1, x0, x1 = box
-            cy0, cy1 = max(0, y0 - context), min(h, y1 + context)
-            cx0, cx1 = max(0, x0 - context), min(w, x1 + context)
+            cy0, cy1, cx0, cx1 = win
             image_lr, alpha_lr = refiner_cpu.down_window(
                 frame, co, cy0 * f, cy1 * f, cx0 * f, cx1 * f, f, need
             )
@@ -305,7 +302,7 @@ class GuidedRefiner(torch.nn.Module):
                 image_lr, alpha_lr, self.config.radius, self.config.feature_scale
             )
             raw = self.net(torch.from_numpy(feats)[None])[0].numpy()
-            grid = refiner_cpu.finish(raw, means, band[cy0:cy1, cx0:cx1], (h, w), cy0, cx0)
+            grid = refiner_cpu.finish(raw, means, band[cy0:cy1, cx0:cx1], band.shape, cy0, cx0)
             live = np.pad(band, 1, mode="edge")
             refiner_cpu.apply_cells(co, frame, grid, ys, xs, f, live)
 

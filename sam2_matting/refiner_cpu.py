@@ -6,8 +6,8 @@ upsampling, scattering back), not computing. These kernels do the same arithmeti
 each, reading the frame and the coarse alpha where they lie; only the conv net stays torch's:
 
 - :func:`band_cells`: the band (cells within ``band`` cells of an uncertain sample), the cells
-  the full-resolution model touches (the band grown by one), the band's bounding box and which
-  cells of the net's window can reach the band (within ``context`` cells of it), as
+  the full-resolution model touches (the band grown by one), the net's window (the band's box
+  and its margin) and which of its cells can reach the band (within ``context`` cells), as
   ``GuidedRefiner.band``, :func:`~sam2_matting.refiner_grid.dilate` and
   :func:`~sam2_matting.refiner_grid.nonzero_box` compute them, on the soft cells' box only;
 - :func:`down_window`: the block means of the frame and of the coarse alpha on those cells of
@@ -31,21 +31,13 @@ import functools
 import numpy as np
 from numba import njit
 
+from sam2_matting.refiner_grid import axis_weights
+
 
 @functools.lru_cache(maxsize=16)
 def taps(f: int) -> np.ndarray:
-    """(3, f) float32: the bilinear weight of the previous, own and next cell along one axis
-    for each of a cell's ``f`` pixels (upsampling by ``f``, align_corners=False)."""
-    offset = (np.arange(f, dtype=np.float64) + 0.5) / f - 0.5
-    before = offset < 0
-    w = np.stack(
-        [
-            np.where(before, -offset, 0.0),
-            np.where(before, 1.0 + offset, 1.0 - offset),
-            np.where(before, 0.0, offset),
-        ]
-    )
-    return np.ascontiguousarray(w, dtype=np.float32)
+    """:func:`~sam2_matting.refiner_grid.axis_weights` as a float32 array (3, f)."""
+    return np.ascontiguousarray(axis_weights(f).numpy(), dtype=np.float32)
 
 
 @njit(cache=True, nogil=True)
@@ -66,9 +58,9 @@ def _band_cells(
                 sy0, sy1 = min(sy0, i), max(sy1, i + 1)
                 sx0, sx1 = min(sx0, j), max(sx1, j + 1)
     grown = np.zeros((h, w), np.uint8)
-    box = np.zeros(4, np.int64)  # y0, y1, x0, x1 of the band; all 0: no band
+    win = np.zeros(4, np.int64)  # y0, y1, x0, x1 of the band grown by context; all 0: no band
     if sy1 == 0:
-        return grown, np.empty(0, np.int64), np.empty(0, np.int64), box, np.empty((0, 0), np.uint8)
+        return grown, np.empty(0, np.int64), np.empty(0, np.int64), win, np.empty((0, 0), np.uint8)
     # everything below happens within `band + context` cells of the soft cells
     m = band + max(context, 1)
     ry0, ry1, rx0, rx1 = max(0, sy0 - m), min(h, sy1 + m), max(0, sx0 - m), min(w, sx1 + m)
@@ -93,10 +85,10 @@ def _band_cells(
                 ys[k] = ry0 + i
                 xs[k] = rx0 + j
                 k += 1
-    box[0], box[1], box[2], box[3] = ry0 + gy0, ry0 + gy1, rx0 + gx0, rx0 + gx1
-    wy0, wy1 = max(0, box[0] - context), min(h, box[1] + context)
-    wx0, wx1 = max(0, box[2] - context), min(w, box[3] + context)
-    return grown, ys, xs, box, need[wy0 - ry0 : wy1 - ry0, wx0 - rx0 : wx1 - rx0].copy()
+    wy0, wy1 = max(0, ry0 + gy0 - context), min(h, ry0 + gy1 + context)
+    wx0, wx1 = max(0, rx0 + gx0 - context), min(w, rx0 + gx1 + context)
+    win[0], win[1], win[2], win[3] = wy0, wy1, wx0, wx1
+    return grown, ys, xs, win, need[wy0 - ry0 : wy1 - ry0, wx0 - rx0 : wx1 - rx0].copy()
 
 
 @njit(cache=True, nogil=True)
@@ -126,14 +118,14 @@ def band_cells(
     coarse: np.ndarray, f: int, level: float, band: int, context: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int, int, int] | None, np.ndarray]:
     """Full-resolution coarse alpha (H,W) float32 -> (band (h,w) uint8, the rows and columns of
-    the cells to compute, the band's box y0, y1, x0, x1 or None when the band is empty, and
-    which cells of the window (the box grown by ``context``, clipped) lie within ``context``
-    cells of the band: the only ones whose low-resolution inputs reach the band's
-    coefficients). Uncertain: strictly between ``level`` and ``1 - level``, compared in
-    float32 as torch does."""
+    the cells to compute, the net's window y0, y1, x0, x1 in cells (the band's box grown by
+    ``context``, clipped to the grid) or None when the band is empty, and which cells of that
+    window lie within ``context`` cells of the band: the only ones whose low-resolution inputs
+    reach the band's coefficients). Uncertain: strictly between ``level`` and ``1 - level``,
+    compared in float32 as torch does."""
     lo, hi = np.float32(level), np.float32(1.0 - level)
-    grown, ys, xs, box, need = _band_cells(coarse, f, lo, hi, band, context)
-    y0, y1, x0, x1 = (int(v) for v in box)
+    grown, ys, xs, win, need = _band_cells(coarse, f, lo, hi, band, context)
+    y0, y1, x0, x1 = (int(v) for v in win)
     return grown, ys, xs, (None if y1 == 0 else (y0, y1, x0, x1)), need
 
 
@@ -295,9 +287,12 @@ def _box_sum(x: np.ndarray, r: int) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def _features(
+def features(
     image: np.ndarray, alpha: np.ndarray, r: int, scale: float
 ) -> tuple[np.ndarray, np.ndarray]:
+    """The net's input for a (3,h,w) image and (h,w) coarse alpha at low resolution, as
+    ``GuidedRefiner.coefficients`` builds it: (8,h,w) covariance and variance (scaled), the
+    alpha and its local mean; and (4,h,w) the local means of the image and the alpha."""
     _, h, w = image.shape
     stack = np.empty((8, h, w), np.float64)  # x (3), y, x*y (3)... the last two rows reused
     sq = np.empty((3, h, w), np.float64)
@@ -331,15 +326,6 @@ def _features(
             feats[7, i, j] = my
             means[3, i, j] = my
     return feats, means
-
-
-def features(
-    image: np.ndarray, alpha: np.ndarray, r: int, scale: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """The net's input for a (3,h,w) image and (h,w) coarse alpha at low resolution, as
-    ``GuidedRefiner.coefficients`` builds it: (8,h,w) covariance and variance (scaled), the
-    alpha and its local mean; and (4,h,w) the local means of the image and the alpha."""
-    return _features(image, alpha, r, scale)
 
 
 @njit(cache=True, nogil=True)
@@ -390,14 +376,9 @@ def finish(
     return grid
 
 
-_warm = False
-
-
 def warm_up() -> None:
-    """Compile (or load from numba's cache) every kernel now, not on the first frame."""
-    global _warm
-    if _warm:
-        return
+    """Compile (or load from numba's cache) every kernel now, not on the first frame
+    (``sam2_matting.refiner.compiled_cpu`` calls it once per process)."""
     frame = np.zeros((16, 16, 3), np.uint8)
     coarse = np.full((16, 16), 0.5, np.float32)
     band, ys, xs, _, need = band_cells(coarse, 4, 0.02, 1, 2)
@@ -406,4 +387,3 @@ def warm_up() -> None:
     for channels in (4, 5):
         grid = finish(np.zeros((channels, 4, 4), np.float32), means, band, (4, 4), 0, 0)
         apply_cells(coarse, frame, grid, ys, xs, 4, np.pad(band, 1, mode="edge"))
-    _warm = True

@@ -61,19 +61,25 @@ def dilate(x: torch.Tensor, r: int) -> torch.Tensor:
     return _shifted(_shifted(x, r, -1, torch.maximum), r, -2, torch.maximum)
 
 
-@functools.lru_cache(maxsize=16)
-def _upsampling(f: int) -> torch.Tensor:
-    """(9, f*f): the weights of a cell's 3x3 neighbourhood (row-major) for each of its f*f
-    pixels under bilinear upsampling by ``f`` (align_corners=False), as F.interpolate."""
+def axis_weights(f: int) -> torch.Tensor:
+    """(3, f) float64: the weight of the previous, own and next cell along one axis for each
+    of a cell's ``f`` pixels under bilinear upsampling by ``f`` (align_corners=False)."""
     offset = (torch.arange(f, dtype=torch.float64) + 0.5) / f - 0.5  # in cells, in (-0.5, 0.5)
     before = offset < 0
-    w = torch.stack(
+    return torch.stack(
         [
             torch.where(before, -offset, 0.0),
             torch.where(before, 1.0 + offset, 1.0 - offset),
             torch.where(before, 0.0, offset),
         ]
-    )  # (3, f): weight of the previous, own and next cell along one axis
+    )
+
+
+@functools.lru_cache(maxsize=16)
+def _upsampling(f: int) -> torch.Tensor:
+    """(9, f*f): the weights of a cell's 3x3 neighbourhood (row-major) for each of its f*f
+    pixels under bilinear upsampling by ``f`` (align_corners=False), as F.interpolate."""
+    w = axis_weights(f)
     return (w[:, None, :, None] * w[None, :, None, :]).reshape(9, f * f).float()
 
 
